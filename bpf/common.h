@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Parsing and checksum helpers shared by the balancer and the decapsulator. */
+#ifndef XLBD_COMMON_H
+#define XLBD_COMMON_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+#define IP_DF 0x4000
+
+static __always_inline __u16 csum_fold(__u64 s)
+{
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+/* RFC 1624 incremental update, HC' = ~(~HC + ~m + m'), on raw network-order
+ * words: one's-complement sums do not care about byte order as long as the
+ * result is stored back the way it was read. */
+static __always_inline __u16 csum_replace4(__u16 check, __be32 from, __be32 to)
+{
+	__u64 s = (__u16)~check;
+	s += (__u32)~from;
+	s += to;
+	return csum_fold(s);
+}
+
+static __always_inline __u16 csum_replace2(__u16 check, __be16 from, __be16 to)
+{
+	__u64 s = (__u16)~check;
+	s += (__u16)~from;
+	s += to;
+	return csum_fold(s);
+}
+
+/* Checksum of a 20-byte IPv4 header with its check field zero or current. */
+static __always_inline __u16 ipv4_csum20(struct iphdr *iph)
+{
+	__u16 *p = (__u16 *)iph;
+	__u64 s = 0;
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		s += p[i];
+	return csum_fold(s);
+}
+
+/* ipv4_hdr_ok checks version, header length, total length, the header
+ * checksum and that the whole datagram is inside the frame: the kernel's
+ * ip_rcv drops what fails these, so the balancer must not forward it either.
+ * It returns the header length in bytes, or 0. */
+static __always_inline int ipv4_hdr_ok(struct iphdr *iph, void *data_end)
+{
+	if ((void *)(iph + 1) > data_end)
+		return 0;
+	if (iph->version != 4 || iph->ihl < 5)
+		return 0;
+	int hlen = iph->ihl * 4;
+	int tot = bpf_ntohs(iph->tot_len);
+	if (tot < hlen || (void *)iph + tot > data_end)
+		return 0;
+
+	__u16 *p = (__u16 *)iph;
+	__u64 s = 0;
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		s += p[i];
+	if (hlen > sizeof(*iph)) {
+		/* Options: constant offsets after unrolling, which is what the
+		 * verifier can follow. */
+#pragma unroll
+		for (int i = 10; i < 30; i++) {
+			if (i < hlen / 2) {
+				if ((void *)(p + i + 1) > data_end)
+					return 0;
+				s += p[i];
+			}
+		}
+	}
+	if (csum_fold(s) != 0)
+		return 0;
+	return hlen;
+}
+
+#endif

@@ -1,0 +1,8 @@
+// Package bpf holds the XDP programs of xlbd, compiled by bpf2go. The
+// generated Go files and objects are committed so that building xlbd never
+// needs clang; `make generate` refreshes them.
+package bpf
+
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel -type svc_key -type svc_val -type real_val -type ctl_val -type conn_key -type conn_val -type nat_val -type stats -type rr_val -type verdict -type lb_mode Xlb xlb.c
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel -type decap_verdict Decap decap.c
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel Pass pass.c

@@ -1,0 +1,190 @@
+package xdp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+
+	"github.com/xlbd/xlbd/pkg/dataplane"
+	"github.com/xlbd/xlbd/pkg/maps"
+)
+
+// AttachMode is --xdp-mode.
+type AttachMode string
+
+const (
+	// Auto uses native XDP where it can deliver what it sends, generic
+	// elsewhere. On veth a native program's XDP_TX/REDIRECT frames are only
+	// delivered when the peer runs native XDP too (XDP-NOTES rule 1),
+	// which the LB cannot promise, so veth gets generic.
+	Auto    AttachMode = "auto"
+	Native  AttachMode = "native"
+	Generic AttachMode = "generic"
+)
+
+// ParseAttachMode checks a --xdp-mode value.
+func ParseAttachMode(s string) (AttachMode, error) {
+	switch m := AttachMode(s); m {
+	case Auto, Native, Generic:
+		return m, nil
+	}
+	return "", fmt.Errorf("xdp mode %q: want auto, native or generic", s)
+}
+
+// Options configure a Backend.
+type Options struct {
+	PinDir        string
+	Interfaces    []string
+	Mode          AttachMode
+	ConnTableSize uint32
+	Resolver      Resolver // default NetlinkResolver
+	Log           *slog.Logger
+}
+
+// Attachment is the balancer on one interface.
+type Attachment struct {
+	Interface string
+	Mode      AttachMode // native or generic, as attached
+	link      link.Link
+	pin       string
+}
+
+// Backend is the XDP data plane: the loaded balancer, its tables and its
+// attachments.
+type Backend struct {
+	*Tables
+	Set         *maps.Set
+	Attachments []*Attachment
+	log         *slog.Logger
+}
+
+var _ dataplane.Backend = (*Backend)(nil)
+
+// New loads the balancer (adopting pinned maps) and attaches it to every
+// interface in o.Interfaces.
+func New(o Options) (*Backend, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	res := o.Resolver
+	if res == nil {
+		res = NetlinkResolver{Log: log}
+	}
+	set, err := maps.Load(o.PinDir, maps.Options{ConnTableSize: o.ConnTableSize})
+	if err != nil {
+		return nil, err
+	}
+	tables, err := NewTables(set, res, log)
+	if err != nil {
+		set.Close()
+		return nil, err
+	}
+	b := &Backend{Tables: tables, Set: set, log: log}
+	for _, ifname := range o.Interfaces {
+		a, err := b.attach(ifname, o.Mode)
+		if err != nil {
+			b.Close(true)
+			return nil, err
+		}
+		log.Info("attached", "interface", ifname, "xdp_mode", a.Mode)
+		b.Attachments = append(b.Attachments, a)
+	}
+	return b, nil
+}
+
+func (b *Backend) attach(ifname string, mode AttachMode) (*Attachment, error) {
+	nl, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", ifname, err)
+	}
+	a := &Attachment{Interface: ifname}
+	if b.Set.PinDir != "" {
+		a.pin = filepath.Join(b.Set.PinDir, "link_"+ifname)
+		// A link left by a daemon that kept the data plane: take it over
+		// by swapping in our program, so no packet meets a detached NIC.
+		if l, err := link.LoadPinnedLink(a.pin, nil); err == nil {
+			if err := l.Update(b.Set.Program); err != nil {
+				l.Close()
+				return nil, fmt.Errorf("interface %s: update pinned link: %w", ifname, err)
+			}
+			a.link = l
+			a.Mode = mode
+			if info, err := l.Info(); err == nil && info.XDP() != nil {
+				a.Mode = adoptedMode(mode)
+			}
+			return a, nil
+		}
+	}
+	try := []AttachMode{mode}
+	switch mode {
+	case Auto:
+		if nl.Type() == "veth" {
+			try = []AttachMode{Generic}
+		} else {
+			try = []AttachMode{Native, Generic}
+		}
+	}
+	var errs []error
+	for _, m := range try {
+		flags := link.XDPGenericMode
+		if m == Native {
+			flags = link.XDPDriverMode
+		}
+		l, err := link.AttachXDP(link.XDPOptions{
+			Program:   b.Set.Program,
+			Interface: nl.Attrs().Index,
+			Flags:     flags,
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m, err))
+			continue
+		}
+		a.link, a.Mode = l, m
+		if a.pin != "" {
+			os.Remove(a.pin)
+			if err := l.Pin(a.pin); err != nil {
+				l.Close()
+				return nil, fmt.Errorf("interface %s: pin link: %w", ifname, err)
+			}
+		}
+		return a, nil
+	}
+	return nil, fmt.Errorf("interface %s: attach XDP: %w", ifname, errors.Join(errs...))
+}
+
+func adoptedMode(m AttachMode) AttachMode {
+	if m == Auto {
+		return "adopted"
+	}
+	return m
+}
+
+// Apply implements dataplane.Backend.
+func (b *Backend) Apply(ctx context.Context, st dataplane.State) error {
+	return b.Tables.Apply(ctx, st)
+}
+
+// Close detaches and removes everything when release is set (as
+// keepalived clears IPVS on exit); otherwise the pinned links and maps stay
+// and keep forwarding until the next daemon adopts them.
+func (b *Backend) Close(release bool) error {
+	var errs []error
+	for _, a := range b.Attachments {
+		if release && a.pin != "" {
+			errs = append(errs, a.link.Unpin())
+		}
+		errs = append(errs, a.link.Close())
+	}
+	if release && b.Set.PinDir != "" {
+		errs = append(errs, b.Set.Unpin())
+	}
+	errs = append(errs, b.Set.Close())
+	return errors.Join(errs...)
+}

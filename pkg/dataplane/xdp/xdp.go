@@ -1,0 +1,373 @@
+// Package xdp is the data-plane backend that forwards with the XDP balancer
+// (bpf/xlb.c). It turns a dataplane.State into the balancer's tables and
+// switches configurations with one write of the ctl map.
+package xdp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/xlbd/xlbd/pkg/dataplane"
+	"github.com/xlbd/xlbd/pkg/maps"
+)
+
+type svcIdent struct {
+	vip   netip.Addr
+	port  uint16
+	proto uint8
+}
+
+type realIdent struct {
+	svc  svcIdent
+	addr netip.Addr
+	port uint16
+}
+
+// Tables owns the contents of the balancer's maps: it allocates stable ids
+// to services and reals and writes configurations generation by
+// generation. It has no links; Backend adds those.
+type Tables struct {
+	set *maps.Set
+	res Resolver
+	log *slog.Logger
+
+	mu       sync.Mutex
+	gen      uint32
+	svcIDs   map[svcIdent]uint32
+	realIDs  map[realIdent]uint32
+	realVals map[uint32]maps.RealVal
+	nextSvc  uint32
+	nextReal uint32
+	serial   uint32
+}
+
+// NewTables takes over set, adopting whatever configuration its (possibly
+// pinned) maps already hold, so that ids, flows and counters carry on.
+func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	t := &Tables{
+		set:      set,
+		res:      res,
+		log:      log,
+		svcIDs:   map[svcIdent]uint32{},
+		realIDs:  map[realIdent]uint32{},
+		realVals: map[uint32]maps.RealVal{},
+	}
+	ctl, err := set.Ctl.Get()
+	if err != nil {
+		return nil, fmt.Errorf("read ctl: %w", err)
+	}
+	t.gen = ctl.Gen & 1
+	svcs, err := set.Services.All()
+	if err != nil {
+		return nil, fmt.Errorf("read services: %w", err)
+	}
+	for k, v := range svcs {
+		if uint32(k.Gen) == t.gen {
+			t.svcIDs[svcIdent{maps.Addr(k.Vip), maps.Port(k.Port), k.Proto}] = v.Id
+		}
+	}
+	reals, err := set.Reals.Valid()
+	if err != nil {
+		return nil, fmt.Errorf("read reals: %w", err)
+	}
+	for id, v := range reals {
+		ri := realIdent{svcIdent{maps.Addr(v.Vip), maps.Port(v.Vport), v.Proto}, maps.Addr(v.Ip), maps.Port(v.Port)}
+		t.realIDs[ri] = id
+		t.realVals[id] = v
+		t.serial = max(t.serial, v.Serial)
+	}
+	if len(svcs) > 0 {
+		log.Info("adopted data plane state", "services", len(t.svcIDs), "reals", len(t.realIDs))
+	}
+	return t, nil
+}
+
+// allocate returns the first free id at or after *next, wrapping: ids are
+// handed out in turn so that a freed one is reused as late as possible.
+func allocate(used func(uint32) bool, next *uint32, limit uint32) (uint32, error) {
+	for i := uint32(0); i < limit; i++ {
+		id := (*next + i) % limit
+		if !used(id) {
+			*next = (id + 1) % limit
+			return id, nil
+		}
+	}
+	return 0, errors.New("no free id")
+}
+
+func (t *Tables) svcUsed(id uint32) bool {
+	for _, v := range t.svcIDs {
+		if v == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Tables) realUsed(id uint32) bool {
+	_, ok := t.realVals[id]
+	return ok
+}
+
+func mode(k dataplane.Kind) (maps.Mode, error) {
+	switch k {
+	case dataplane.NAT:
+		return maps.ModeNAT, nil
+	case dataplane.DR:
+		return maps.ModeDR, nil
+	case dataplane.TUN:
+		return maps.ModeTUN, nil
+	}
+	return 0, fmt.Errorf("unknown forwarding method %v", k)
+}
+
+func validate(st dataplane.State) error {
+	var errs []error
+	seen := map[svcIdent]bool{}
+	for _, s := range st.Services {
+		id := svcIdent{s.VIP, s.Port, s.Protocol}
+		if !s.VIP.Is4() {
+			errs = append(errs, fmt.Errorf("%s: only IPv4 virtual services are supported", s.Key()))
+		}
+		if s.Protocol != 6 && s.Protocol != 17 {
+			errs = append(errs, fmt.Errorf("%s: protocol %d is not supported", s.Key(), s.Protocol))
+		}
+		if seen[id] {
+			errs = append(errs, fmt.Errorf("%s: listed twice", s.Key()))
+		}
+		seen[id] = true
+		if s.Sched != "rr" && s.Sched != "" {
+			errs = append(errs, fmt.Errorf("%s: scheduler %q is not implemented", s.Key(), s.Sched))
+		}
+		if _, err := mode(s.Kind); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Key(), err))
+		}
+		for _, r := range s.Reals {
+			if !r.Addr.Is4() {
+				errs = append(errs, fmt.Errorf("%s: real %s: only IPv4 is supported", s.Key(), r.Addr))
+			}
+		}
+	}
+	if len(seen) > maps.MaxServices {
+		errs = append(errs, fmt.Errorf("%d services: at most %d are supported", len(seen), maps.MaxServices))
+	}
+	return errors.Join(errs...)
+}
+
+// Apply writes st into the idle generation, switches to it with one write
+// of ctl, then retires what st no longer holds.
+func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
+	if err := validate(st); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	next := t.gen ^ 1
+	keepSvc := map[svcIdent]bool{}
+	keepReal := map[uint32]bool{}
+	var ringOff uint32
+	haveNAT := uint32(0)
+
+	type pending struct {
+		key maps.SvcKey
+		val maps.SvcVal
+	}
+	var svcs []pending
+	for _, s := range st.Services {
+		si := svcIdent{s.VIP, s.Port, s.Protocol}
+		keepSvc[si] = true
+		m, _ := mode(s.Kind)
+		if m == maps.ModeNAT {
+			haveNAT = 1
+		}
+		sid, ok := t.svcIDs[si]
+		if !ok {
+			var err error
+			sid, err = allocate(t.svcUsed, &t.nextSvc, maps.MaxServices)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.Key(), err)
+			}
+			if err := t.set.SvcStats.Zero(sid); err != nil {
+				return fmt.Errorf("%s: zero counters: %w", s.Key(), err)
+			}
+			if err := t.set.RR.Reset(sid); err != nil {
+				return fmt.Errorf("%s: reset scheduler: %w", s.Key(), err)
+			}
+			t.svcIDs[si] = sid
+		}
+
+		var ring []uint32
+		for _, r := range s.Reals {
+			id, usable, err := t.putReal(ctx, si, m, r)
+			if err != nil {
+				return fmt.Errorf("%s: real %s: %w", s.Key(), netip.AddrPortFrom(r.Addr, r.Port), err)
+			}
+			keepReal[id] = true
+			if usable && r.Weight > 0 {
+				ring = append(ring, id)
+			}
+		}
+		if uint64(ringOff)+uint64(len(ring)) > maps.RingHalf {
+			return fmt.Errorf("%s: scheduler tables exceed %d slots", s.Key(), maps.RingHalf)
+		}
+		if err := t.set.Ring.Write(next, ringOff, ring); err != nil {
+			return fmt.Errorf("%s: write ring: %w", s.Key(), err)
+		}
+		svcs = append(svcs, pending{
+			key: maps.SvcKey{Vip: maps.Be32(s.VIP), Port: maps.Be16(s.Port), Proto: s.Protocol, Gen: uint8(next)},
+			val: maps.SvcVal{Id: sid, RingOff: ringOff, RingLen: uint32(len(ring)), Mode: uint32(m)},
+		})
+		ringOff += uint32(len(ring))
+	}
+
+	// Whatever the idle generation still holds is from two configurations
+	// ago; clear it before filling it.
+	all, err := t.set.Services.All()
+	if err != nil {
+		return fmt.Errorf("read services: %w", err)
+	}
+	for k := range all {
+		if uint32(k.Gen) == next {
+			if err := t.set.Services.Delete(k); err != nil {
+				return fmt.Errorf("clear idle services: %w", err)
+			}
+		}
+	}
+	for _, p := range svcs {
+		if err := t.set.Services.Put(p.key, p.val); err != nil {
+			return fmt.Errorf("write service: %w", err)
+		}
+	}
+
+	// The switch: from here on packets see only the new configuration.
+	if err := t.set.Ctl.Set(maps.CtlVal{Gen: next, HaveNat: haveNAT}); err != nil {
+		return fmt.Errorf("switch generation: %w", err)
+	}
+	t.gen = next
+
+	var errs []error
+	for k := range all {
+		if uint32(k.Gen) != next {
+			errs = append(errs, t.set.Services.Delete(k))
+		}
+	}
+	for ri, id := range t.realIDs {
+		if keepReal[id] {
+			continue
+		}
+		v := t.realVals[id]
+		v.Flags = 0
+		errs = append(errs, t.set.Reals.Put(id, v))
+		delete(t.realIDs, ri)
+		delete(t.realVals, id)
+	}
+	for si := range t.svcIDs {
+		if !keepSvc[si] {
+			delete(t.svcIDs, si)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// putReal makes sure the real has an id and an up-to-date entry. usable
+// says whether new flows may go to it (DR and TUN need its MAC).
+func (t *Tables) putReal(ctx context.Context, si svcIdent, m maps.Mode, r dataplane.Real) (uint32, bool, error) {
+	ri := realIdent{si, r.Addr, r.Port}
+	id, known := t.realIDs[ri]
+	old := t.realVals[id]
+
+	v := maps.RealVal{
+		Vip:   maps.Be32(si.vip),
+		Vport: maps.Be16(si.port),
+		Proto: si.proto,
+		Flags: maps.RealValid,
+		Ip:    maps.Be32(r.Addr),
+		Port:  maps.Be16(r.Port),
+		Mode:  uint32(m),
+	}
+	usable := true
+	l2, err := t.res.Resolve(ctx, r.Addr)
+	switch {
+	case err == nil:
+		v.Ifindex = uint32(l2.Ifindex)
+		v.LbIp = maps.Be32(l2.SrcIP)
+		v.Mtu = uint16(min(l2.MTU, 65535))
+		copy(v.Dmac[:], l2.DstMAC)
+		copy(v.Smac[:], l2.SrcMAC)
+	case m == maps.ModeNAT:
+		// NAT routes with bpf_fib_lookup per packet; the kernel resolves.
+		t.log.Debug("real not resolved yet", "real", r.Addr, "err", err)
+	case known && old.Dmac != [6]uint8{}:
+		// Keep what worked before a transient failure.
+		v.Ifindex, v.LbIp, v.Mtu, v.Dmac, v.Smac = old.Ifindex, old.LbIp, old.Mtu, old.Dmac, old.Smac
+	default:
+		usable = false
+		t.log.Warn("real server unreachable: no new flows until it resolves", "real", r.Addr, "err", err)
+	}
+
+	// A changed forwarding method is a different real to the flows that
+	// use it: give it a new serial so they reschedule.
+	if known && old.Mode == v.Mode {
+		v.Serial = old.Serial
+	} else {
+		t.serial++
+		v.Serial = t.serial
+	}
+	if !known {
+		var err error
+		id, err = allocate(t.realUsed, &t.nextReal, maps.MaxReals)
+		if err != nil {
+			return 0, false, err
+		}
+		if err := t.set.RealStats.Zero(id); err != nil {
+			return 0, false, err
+		}
+	}
+	if !known || old != v {
+		if err := t.set.Reals.Put(id, v); err != nil {
+			return 0, false, err
+		}
+	}
+	t.realIDs[ri] = id
+	t.realVals[id] = v
+	return id, usable, nil
+}
+
+// RealID returns the id of a real of a service, for counters and tests.
+func (t *Tables) RealID(vip netip.Addr, port uint16, proto uint8, addr netip.Addr, rport uint16) (uint32, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id, ok := t.realIDs[realIdent{svcIdent{vip, port, proto}, addr, rport}]
+	return id, ok
+}
+
+// SvcID returns the id of a service.
+func (t *Tables) SvcID(vip netip.Addr, port uint16, proto uint8) (uint32, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id, ok := t.svcIDs[svcIdent{vip, port, proto}]
+	return id, ok
+}
+
+// Unresolved lists reals that cannot take new flows for want of a MAC.
+func (t *Tables) Unresolved() []netip.Addr {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []netip.Addr
+	for _, v := range t.realVals {
+		if v.Mode != uint32(maps.ModeNAT) && v.Dmac == [6]uint8{} {
+			out = append(out, maps.Addr(v.Ip))
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}

@@ -1,0 +1,213 @@
+// Package maps holds typed Go views of the balancer's BPF maps. Each map is
+// owned by one type here; nothing else in xlbd reads or writes a map
+// directly. All maps are pinned by name under one directory, so a restarted
+// daemon finds its flows and counters, and bpftool shows them with BTF.
+package maps
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	xbpf "github.com/xlbd/xlbd/bpf"
+)
+
+// DefaultPinDir is where a production daemon pins its maps and links.
+const DefaultPinDir = "/sys/fs/bpf/xlbd"
+
+// Sizes compiled into bpf/xlb.c; user space must stay inside them.
+const (
+	MaxServices = 4096
+	MaxReals    = 65536
+	RingHalf    = 262144
+)
+
+// Forwarding modes as the BPF program knows them.
+type Mode uint32
+
+const (
+	ModeNAT = Mode(xbpf.XlbLbModeMODE_NAT)
+	ModeDR  = Mode(xbpf.XlbLbModeMODE_DR)
+	ModeTUN = Mode(xbpf.XlbLbModeMODE_TUN)
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeNAT:
+		return "NAT"
+	case ModeDR:
+		return "DR"
+	case ModeTUN:
+		return "TUN"
+	}
+	return fmt.Sprintf("Mode(%d)", uint32(m))
+}
+
+// RealValid marks a reals entry in use.
+const RealValid = 1
+
+// Aliases of the generated key and value types, so users need not import
+// the bpf package.
+type (
+	SvcKey  = xbpf.XlbSvcKey
+	SvcVal  = xbpf.XlbSvcVal
+	RealVal = xbpf.XlbRealVal
+	CtlVal  = xbpf.XlbCtlVal
+	ConnKey = xbpf.XlbConnKey
+	ConnVal = xbpf.XlbConnVal
+	NATVal  = xbpf.XlbNatVal
+	Stats   = xbpf.XlbStats
+)
+
+// Set is the loaded balancer: its program and every map.
+type Set struct {
+	Program   *ebpf.Program
+	Ctl       *Ctl
+	Services  *Services
+	Ring      *Ring
+	Reals     *Reals
+	RR        *RR
+	Conns     *Conns
+	NAT       *NAT
+	RealStats *Stats64
+	SvcStats  *Stats64
+	Verdicts  *Verdicts
+
+	PinDir string
+	objs   xbpf.XlbObjects
+}
+
+// Options tune what Load creates.
+type Options struct {
+	// ConnTableSize overrides the number of entries of the connection
+	// and NAT tables (0: as compiled, 262144).
+	ConnTableSize uint32
+}
+
+// Load loads the balancer with its maps pinned in pinDir ("" pins
+// nothing). Maps already pinned there are reused, which is how a restart
+// keeps established flows and counters.
+func Load(pinDir string, o Options) (*Set, error) {
+	spec, err := xbpf.LoadXlb()
+	if err != nil {
+		return nil, fmt.Errorf("load balancer spec: %w", err)
+	}
+	if o.ConnTableSize > 0 {
+		spec.Maps[xbpf.XlbMapConns].MaxEntries = o.ConnTableSize
+		spec.Maps[xbpf.XlbMapNat].MaxEntries = o.ConnTableSize
+	}
+	var opts ebpf.CollectionOptions
+	if pinDir != "" {
+		if err := EnsureBPFFS(pinDir); err != nil {
+			return nil, err
+		}
+		opts.Maps.PinPath = pinDir
+	} else {
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	}
+	s := &Set{PinDir: pinDir}
+	if err := spec.LoadAndAssign(&s.objs, &opts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load balancer: %+v", ve)
+		}
+		return nil, fmt.Errorf("load balancer (pinned maps in %s): %w", pinDir, err)
+	}
+	m := &s.objs.XlbMaps
+	s.Program = s.objs.XdpLb
+	s.Ctl = &Ctl{m.Ctl}
+	s.Services = &Services{m.Services}
+	s.Ring = &Ring{m.Ring}
+	s.Reals = &Reals{m.Reals}
+	s.RR = &RR{m.Rr}
+	s.Conns = &Conns{m.Conns}
+	s.NAT = &NAT{m.Nat}
+	s.RealStats = &Stats64{m.RealStats}
+	s.SvcStats = &Stats64{m.SvcStats}
+	s.Verdicts = &Verdicts{m.Verdicts}
+	return s, nil
+}
+
+// Close releases the file descriptors; pinned maps stay.
+func (s *Set) Close() error { return s.objs.Close() }
+
+// Unpin removes every map's pin, so the maps go away with the last user.
+func (s *Set) Unpin() error {
+	var errs []error
+	for _, m := range []*ebpf.Map{s.objs.Conns, s.objs.Ctl, s.objs.Nat, s.objs.RealStats, s.objs.Reals,
+		s.objs.Ring, s.objs.Rr, s.objs.Services, s.objs.SvcStats, s.objs.Verdicts} {
+		if err := m.Unpin(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// EnsureBPFFS makes dir exist on a bpffs, mounting one there if needed.
+// `ip netns exec` gives every command a fresh /sys without the host's
+// bpffs, so the default pin dir usually needs this.
+func EnsureBPFFS(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pin dir: %w", err)
+	}
+	if onBPFFS(dir) {
+		return nil
+	}
+	// Mount on the parent when it is /sys/fs/bpf itself, as tools expect,
+	// else on dir.
+	target := dir
+	if parent := filepath.Dir(dir); parent == "/sys/fs/bpf" {
+		target = parent
+	}
+	if err := unix.Mount("bpf", target, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount bpffs on %s: %w", target, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pin dir: %w", err)
+	}
+	return nil
+}
+
+func onBPFFS(dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.BPF_FS_MAGIC
+}
+
+// Be32 turns an IPv4 address into the __be32 the program compares: the
+// network-order bytes read as a host-order integer.
+func Be32(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+// Addr is the inverse of Be32.
+func Addr(v uint32) netip.Addr {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+// Be16 turns a port into the __be16 the program compares.
+func Be16(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+// Port is the inverse of Be16.
+func Port(v uint16) uint16 {
+	var b [2]byte
+	binary.NativeEndian.PutUint16(b[:], v)
+	return binary.BigEndian.Uint16(b[:])
+}

@@ -1,0 +1,180 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// Ctl is the one-entry switch that says which generation of Services and
+// Ring packets use. Writing it is the atomic commit of a configuration.
+type Ctl struct{ m *ebpf.Map }
+
+func (c *Ctl) Get() (CtlVal, error) {
+	var v CtlVal
+	err := c.m.Lookup(uint32(0), &v)
+	return v, err
+}
+
+func (c *Ctl) Set(v CtlVal) error { return c.m.Put(uint32(0), v) }
+
+// Services maps (generation, VIP, port, protocol) to a service.
+type Services struct{ m *ebpf.Map }
+
+func (s *Services) Put(k SvcKey, v SvcVal) error { return s.m.Put(k, v) }
+
+func (s *Services) Delete(k SvcKey) error {
+	if err := s.m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return nil
+}
+
+// All returns every entry of both generations.
+func (s *Services) All() (map[SvcKey]SvcVal, error) {
+	out := map[SvcKey]SvcVal{}
+	var k SvcKey
+	var v SvcVal
+	it := s.m.Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v
+	}
+	return out, it.Err()
+}
+
+// Ring holds, for each generation, every service's sequence of real ids
+// back to back: generation g's slots start at g*RingHalf.
+type Ring struct{ m *ebpf.Map }
+
+// Write stores ids from slot gen*RingHalf+off on, in one batch.
+func (r *Ring) Write(gen uint32, off uint32, ids []uint32) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if uint64(off)+uint64(len(ids)) > RingHalf {
+		return fmt.Errorf("ring overflow: %d slots from %d", len(ids), off)
+	}
+	keys := make([]uint32, len(ids))
+	for i := range ids {
+		keys[i] = gen*RingHalf + off + uint32(i)
+	}
+	_, err := r.m.BatchUpdate(keys, ids, nil)
+	return err
+}
+
+// Reals is indexed by real id.
+type Reals struct{ m *ebpf.Map }
+
+func (r *Reals) Put(id uint32, v RealVal) error { return r.m.Put(id, v) }
+
+func (r *Reals) Get(id uint32) (RealVal, error) {
+	var v RealVal
+	err := r.m.Lookup(id, &v)
+	return v, err
+}
+
+// Valid returns every entry in use, by id.
+func (r *Reals) Valid() (map[uint32]RealVal, error) {
+	out := map[uint32]RealVal{}
+	var k uint32
+	var v RealVal
+	it := r.m.Iterate()
+	for it.Next(&k, &v) {
+		if v.Flags&RealValid != 0 {
+			out[k] = v
+		}
+	}
+	return out, it.Err()
+}
+
+// RR holds each service's round-robin position.
+type RR struct{ m *ebpf.Map }
+
+func (r *RR) Reset(svcID uint32) error { return r.m.Put(svcID, uint64(0)) }
+
+// Conns is the LRU connection table: client 5-tuple to real id.
+type Conns struct{ m *ebpf.Map }
+
+func (c *Conns) Lookup(k ConnKey) (ConnVal, error) {
+	var v ConnVal
+	err := c.m.Lookup(k, &v)
+	return v, err
+}
+
+// Count walks the table; for tests and status, not the hot path.
+func (c *Conns) Count() (int, error) {
+	var k ConnKey
+	var v ConnVal
+	n := 0
+	it := c.m.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	return n, it.Err()
+}
+
+// NAT is the LRU table of reverse entries for NAT flows, keyed by the
+// reply's 5-tuple.
+type NAT struct{ m *ebpf.Map }
+
+func (n *NAT) Lookup(k ConnKey) (NATVal, error) {
+	var v NATVal
+	err := n.m.Lookup(k, &v)
+	return v, err
+}
+
+// Stats64 is a per-CPU array of Stats indexed by service or real id.
+type Stats64 struct{ m *ebpf.Map }
+
+// Get sums the per-CPU values of one id.
+func (s *Stats64) Get(id uint32) (Stats, error) {
+	var per []Stats
+	if err := s.m.Lookup(id, &per); err != nil {
+		return Stats{}, err
+	}
+	var t Stats
+	for _, p := range per {
+		t.Conns += p.Conns
+		t.PktsIn += p.PktsIn
+		t.BytesIn += p.BytesIn
+		t.PktsOut += p.PktsOut
+		t.BytesOut += p.BytesOut
+	}
+	return t, nil
+}
+
+// Zero clears one id's counters, before the id is given to a new owner.
+func (s *Stats64) Zero(id uint32) error {
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return err
+	}
+	return s.m.Put(id, make([]Stats, n))
+}
+
+// Verdicts counts packets by verdict, per CPU.
+type Verdicts struct{ m *ebpf.Map }
+
+// All sums the per-CPU counters, indexed by verdict.
+func (v *Verdicts) All() ([]uint64, error) {
+	out := make([]uint64, len(VerdictNames))
+	for i := range out {
+		var per []uint64
+		if err := v.m.Lookup(uint32(i), &per); err != nil {
+			return nil, err
+		}
+		for _, c := range per {
+			out[i] += c
+		}
+	}
+	return out, nil
+}
+
+// VerdictNames are the names of enum verdict in bpf/xlb.c, in order; a test
+// checks them against the program's BTF.
+var VerdictNames = []string{
+	"pass_not_ipv4", "pass_malformed", "pass_fragment", "pass_other_proto", "pass_not_vip",
+	"pass_no_real", "pass_no_neigh", "pass_ttl", "fwd_nat", "fwd_nat_reply", "fwd_dr",
+	"fwd_tun", "tx_icmp_too_big", "drop_too_big", "drop_no_route", "drop_error",
+}
