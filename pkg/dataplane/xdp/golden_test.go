@@ -4,9 +4,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/xlbd/xlbd/pkg/dataplane"
 )

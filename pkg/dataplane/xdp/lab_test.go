@@ -68,7 +68,9 @@ func (r fixedResolver) Resolve(_ context.Context, ip netip.Addr) (L2, error) {
 	return L2{}, fmt.Errorf("no route to %s", ip)
 }
 
-func newLab(t testing.TB) *lab {
+func newLab(t testing.TB) *lab { return newLabSized(t, 4096) }
+
+func newLabSized(t testing.TB, conns uint32) *lab {
 	t.Helper()
 	testenv.RequireRoot(t)
 	w, err := testenv.NewNetnsWorker()
@@ -78,7 +80,7 @@ func newLab(t testing.TB) *lab {
 	t.Cleanup(w.Close)
 	l := &lab{w: w}
 	var setupErr error
-	w.Do(func() { setupErr = l.setup() })
+	w.Do(func() { setupErr = l.setup(conns) })
 	if setupErr != nil {
 		t.Fatalf("lab setup: %v", setupErr)
 	}
@@ -86,7 +88,7 @@ func newLab(t testing.TB) *lab {
 	return l
 }
 
-func (l *lab) setup() error {
+func (l *lab) setup(conns uint32) error {
 	for _, p := range []struct {
 		name, peer string
 		mac        net.HardwareAddr
@@ -143,7 +145,7 @@ func (l *lab) setup() error {
 			return err
 		}
 	}
-	set, err := maps.Load("", maps.Options{ConnTableSize: 4096})
+	set, err := maps.Load("", maps.Options{ConnTableSize: conns})
 	if err != nil {
 		return err
 	}
