@@ -53,11 +53,10 @@ static __always_inline __u16 ipv4_csum20(struct iphdr *iph)
 	return csum_fold(s);
 }
 
-/* ipv4_hdr_ok checks version, header length, total length, the header
- * checksum and that the whole datagram is inside the frame: the kernel's
- * ip_rcv drops what fails these, so the balancer must not forward it either.
- * It returns the header length in bytes, or 0. */
-static __always_inline int ipv4_hdr_ok(struct iphdr *iph, void *data_end)
+/* ipv4_hdr_len checks version, header length and total length, and that the
+ * whole datagram is inside the frame. It returns the header length in bytes,
+ * or 0. */
+static __always_inline int ipv4_hdr_len(struct iphdr *iph, void *data_end)
 {
 	if ((void *)(iph + 1) > data_end)
 		return 0;
@@ -67,9 +66,18 @@ static __always_inline int ipv4_hdr_ok(struct iphdr *iph, void *data_end)
 	int tot = bpf_ntohs(iph->tot_len);
 	if (tot < hlen || (void *)iph + tot > data_end)
 		return 0;
+	return hlen;
+}
 
+/* ipv4_csum_ok verifies the header checksum of a header that ipv4_hdr_len
+ * accepted: the kernel's ip_rcv drops what fails it, so nothing that fails
+ * may be forwarded either. */
+static __always_inline int ipv4_csum_ok(struct iphdr *iph, int hlen, void *data_end)
+{
 	__u16 *p = (__u16 *)iph;
 	__u64 s = 0;
+	if ((void *)(iph + 1) > data_end)
+		return 0;
 #pragma unroll
 	for (int i = 0; i < 10; i++)
 		s += p[i];
@@ -85,7 +93,14 @@ static __always_inline int ipv4_hdr_ok(struct iphdr *iph, void *data_end)
 			}
 		}
 	}
-	if (csum_fold(s) != 0)
+	return csum_fold(s) == 0;
+}
+
+/* ipv4_hdr_ok is ipv4_hdr_len and ipv4_csum_ok together. */
+static __always_inline int ipv4_hdr_ok(struct iphdr *iph, void *data_end)
+{
+	int hlen = ipv4_hdr_len(iph, data_end);
+	if (!hlen || !ipv4_csum_ok(iph, hlen, data_end))
 		return 0;
 	return hlen;
 }

@@ -63,8 +63,21 @@ enum verdict {
 
 struct ctl_val {
 	__u32 gen;	 /* active generation of services and ring: 0 or 1 */
-	__u32 have_nat;	 /* look up NAT replies only when some service uses NAT */
+	__u32 pad;
 };
+
+/* A first look that costs one array read instead of a hash lookup: a byte
+ * per hash bucket of IPv4 addresses says whether a VIP (as destination) or
+ * a NAT real server (as source) may have an address in it. Most traffic
+ * that is not ours leaves after this. */
+#define FILTER_BITS 16
+#define FILTER_VIP 1
+#define FILTER_NAT_REAL 2
+
+static __always_inline __u32 addr_bucket(__be32 a)
+{
+	return (a * 2654435761u) >> (32 - FILTER_BITS);
+}
 
 struct svc_key {
 	__be32 vip;
@@ -147,6 +160,14 @@ struct {
 } ctl SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << FILTER_BITS);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} addr_filter SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 2 * MAX_SERVICES);
 	__type(key, struct svc_key);
@@ -182,6 +203,9 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
+	/* Per-CPU eviction lists: inserting a new flow takes no shared lock. An
+	 * entry is still one entry, seen by every CPU. */
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct conn_key);
 	__type(value, struct conn_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -190,6 +214,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct conn_key);
 	__type(value, struct nat_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -491,7 +516,7 @@ int xdp_lb(struct xdp_md *ctx)
 		return count(VERDICT_PASS_NOT_IPV4, XDP_PASS);
 
 	struct iphdr *iph = (void *)(eth + 1);
-	int hlen = ipv4_hdr_ok(iph, data_end);
+	int hlen = ipv4_hdr_len(iph, data_end);
 	if (!hlen)
 		return count(VERDICT_PASS_MALFORMED, XDP_PASS);
 	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
@@ -519,6 +544,21 @@ int xdp_lb(struct xdp_md *ctx)
 	}
 	__be16 *ports = l4;
 
+	__u32 bucket = addr_bucket(iph->daddr);
+	__u8 *filter = bpf_map_lookup_elem(&addr_filter, &bucket);
+	if (!filter)
+		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+	if (!(*filter & FILTER_VIP)) {
+		bucket = addr_bucket(iph->saddr);
+		filter = bpf_map_lookup_elem(&addr_filter, &bucket);
+		if (filter && (*filter & FILTER_NAT_REAL)) {
+			if (!ipv4_csum_ok(iph, hlen, data_end))
+				return count(VERDICT_PASS_MALFORMED, XDP_PASS);
+			return nat_reply(ctx, eth, iph, l4check, ports, tot);
+		}
+		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+	}
+
 	__u32 zero = 0;
 	struct ctl_val *c = bpf_map_lookup_elem(&ctl, &zero);
 	if (!c)
@@ -533,10 +573,18 @@ int xdp_lb(struct xdp_md *ctx)
 	};
 	struct svc_val *sv = bpf_map_lookup_elem(&services, &sk);
 	if (!sv) {
-		if (c->have_nat)
+		/* A VIP may also be a NAT real of another service. */
+		bucket = addr_bucket(iph->saddr);
+		filter = bpf_map_lookup_elem(&addr_filter, &bucket);
+		if (filter && (*filter & FILTER_NAT_REAL)) {
+			if (!ipv4_csum_ok(iph, hlen, data_end))
+				return count(VERDICT_PASS_MALFORMED, XDP_PASS);
 			return nat_reply(ctx, eth, iph, l4check, ports, tot);
+		}
 		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
 	}
+	if (!ipv4_csum_ok(iph, hlen, data_end))
+		return count(VERDICT_PASS_MALFORMED, XDP_PASS);
 
 	struct conn_key ck = {
 		.src = iph->saddr,

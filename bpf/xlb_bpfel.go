@@ -30,9 +30,9 @@ type XlbConnVal struct {
 }
 
 type XlbCtlVal struct {
-	_       structs.HostLayout
-	Gen     uint32
-	HaveNat uint32
+	_   structs.HostLayout
+	Gen uint32
+	Pad uint32
 }
 
 type XlbLbMode uint32
@@ -128,6 +128,7 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	XlbMapAddrFilter    = "addr_filter"
 	XlbMapConns         = "conns"
 	XlbMapCtl           = "ctl"
 	XlbMapNat           = "nat"
@@ -192,16 +193,17 @@ type XlbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XlbMapSpecs struct {
-	Conns     *ebpf.MapSpec `ebpf:"conns"`
-	Ctl       *ebpf.MapSpec `ebpf:"ctl"`
-	Nat       *ebpf.MapSpec `ebpf:"nat"`
-	RealStats *ebpf.MapSpec `ebpf:"real_stats"`
-	Reals     *ebpf.MapSpec `ebpf:"reals"`
-	Ring      *ebpf.MapSpec `ebpf:"ring"`
-	Rr        *ebpf.MapSpec `ebpf:"rr"`
-	Services  *ebpf.MapSpec `ebpf:"services"`
-	SvcStats  *ebpf.MapSpec `ebpf:"svc_stats"`
-	Verdicts  *ebpf.MapSpec `ebpf:"verdicts"`
+	AddrFilter *ebpf.MapSpec `ebpf:"addr_filter"`
+	Conns      *ebpf.MapSpec `ebpf:"conns"`
+	Ctl        *ebpf.MapSpec `ebpf:"ctl"`
+	Nat        *ebpf.MapSpec `ebpf:"nat"`
+	RealStats  *ebpf.MapSpec `ebpf:"real_stats"`
+	Reals      *ebpf.MapSpec `ebpf:"reals"`
+	Ring       *ebpf.MapSpec `ebpf:"ring"`
+	Rr         *ebpf.MapSpec `ebpf:"rr"`
+	Services   *ebpf.MapSpec `ebpf:"services"`
+	SvcStats   *ebpf.MapSpec `ebpf:"svc_stats"`
+	Verdicts   *ebpf.MapSpec `ebpf:"verdicts"`
 }
 
 // XlbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -232,20 +234,22 @@ func (o *XlbObjects) Close() error {
 //
 // It can be passed to LoadXlbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XlbMaps struct {
-	Conns     *ebpf.Map `ebpf:"conns"`
-	Ctl       *ebpf.Map `ebpf:"ctl"`
-	Nat       *ebpf.Map `ebpf:"nat"`
-	RealStats *ebpf.Map `ebpf:"real_stats"`
-	Reals     *ebpf.Map `ebpf:"reals"`
-	Ring      *ebpf.Map `ebpf:"ring"`
-	Rr        *ebpf.Map `ebpf:"rr"`
-	Services  *ebpf.Map `ebpf:"services"`
-	SvcStats  *ebpf.Map `ebpf:"svc_stats"`
-	Verdicts  *ebpf.Map `ebpf:"verdicts"`
+	AddrFilter *ebpf.Map `ebpf:"addr_filter"`
+	Conns      *ebpf.Map `ebpf:"conns"`
+	Ctl        *ebpf.Map `ebpf:"ctl"`
+	Nat        *ebpf.Map `ebpf:"nat"`
+	RealStats  *ebpf.Map `ebpf:"real_stats"`
+	Reals      *ebpf.Map `ebpf:"reals"`
+	Ring       *ebpf.Map `ebpf:"ring"`
+	Rr         *ebpf.Map `ebpf:"rr"`
+	Services   *ebpf.Map `ebpf:"services"`
+	SvcStats   *ebpf.Map `ebpf:"svc_stats"`
+	Verdicts   *ebpf.Map `ebpf:"verdicts"`
 }
 
 func (m *XlbMaps) Close() error {
 	return _XlbClose(
+		m.AddrFilter,
 		m.Conns,
 		m.Ctl,
 		m.Nat,

@@ -78,6 +78,7 @@ type Set struct {
 	RealStats *Stats64
 	SvcStats  *Stats64
 	Verdicts  *Verdicts
+	Filter    *Filter
 
 	PinDir string
 	objs   xbpf.XlbObjects
@@ -133,6 +134,7 @@ func Load(pinDir string, o Options) (*Set, error) {
 	s.RealStats = &Stats64{m.RealStats}
 	s.SvcStats = &Stats64{m.SvcStats}
 	s.Verdicts = &Verdicts{m.Verdicts}
+	s.Filter = &Filter{m: m.AddrFilter}
 	return s, nil
 }
 
@@ -143,7 +145,7 @@ func (s *Set) Close() error { return s.objs.Close() }
 func (s *Set) Unpin() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{s.objs.Conns, s.objs.Ctl, s.objs.Nat, s.objs.RealStats, s.objs.Reals,
-		s.objs.Ring, s.objs.Rr, s.objs.Services, s.objs.SvcStats, s.objs.Verdicts} {
+		s.objs.Ring, s.objs.Rr, s.objs.Services, s.objs.SvcStats, s.objs.Verdicts, s.objs.AddrFilter} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)
 		}

@@ -3,6 +3,7 @@ package maps
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/cilium/ebpf"
 )
@@ -177,4 +178,70 @@ var VerdictNames = []string{
 	"pass_not_ipv4", "pass_malformed", "pass_fragment", "pass_other_proto", "pass_not_vip",
 	"pass_no_real", "pass_no_neigh", "pass_ttl", "fwd_nat", "fwd_nat_reply", "fwd_dr",
 	"fwd_tun", "tx_icmp_too_big", "drop_too_big", "drop_no_route", "drop_error",
+}
+
+// Filter bits, as in bpf/xlb.c.
+const (
+	FilterVIP     = 1
+	FilterNATReal = 2
+	filterBits    = 16
+)
+
+// Bucket is the filter slot of an address, computed as the program does.
+func Bucket(a netip.Addr) uint32 { return (Be32(a) * 2654435761) >> (32 - filterBits) }
+
+// Filter is the program's first look at a packet: per address bucket,
+// whether a VIP or a NAT real server may live there. It must cover every
+// address the active configuration uses; extra bits only cost a lookup.
+type Filter struct {
+	m    *ebpf.Map
+	have [1 << filterBits]uint8
+	read bool
+}
+
+// Set makes the filter hold exactly want (bucket -> bits), writing only
+// the buckets that change.
+func (f *Filter) Set(want map[uint32]uint8) error {
+	if !f.read {
+		// Start from what the map holds: an adopted data plane keeps its bits.
+		var k uint32
+		var v uint8
+		it := f.m.Iterate()
+		for it.Next(&k, &v) {
+			f.have[k] = v
+		}
+		if err := it.Err(); err != nil {
+			return err
+		}
+		f.read = true
+	}
+	var keys []uint32
+	var vals []uint8
+	for b := range f.have {
+		if f.have[b] != want[uint32(b)] {
+			keys = append(keys, uint32(b))
+			vals = append(vals, want[uint32(b)])
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := f.m.BatchUpdate(keys, vals, nil); err != nil {
+		return err
+	}
+	for i, k := range keys {
+		f.have[k] = vals[i]
+	}
+	return nil
+}
+
+// Bits returns the current bits of every bucket that has any.
+func (f *Filter) Bits() map[uint32]uint8 {
+	out := map[uint32]uint8{}
+	for b, v := range f.have {
+		if v != 0 {
+			out[uint32(b)] = v
+		}
+	}
+	return out
 }

@@ -175,7 +175,7 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 	keepSvc := map[svcIdent]bool{}
 	keepReal := map[uint32]bool{}
 	var ringOff uint32
-	haveNAT := uint32(0)
+	filter := map[uint32]uint8{}
 
 	type pending struct {
 		key maps.SvcKey
@@ -186,8 +186,11 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		si := svcIdent{s.VIP, s.Port, s.Protocol}
 		keepSvc[si] = true
 		m, _ := mode(s.Kind)
+		filter[maps.Bucket(s.VIP)] |= maps.FilterVIP
 		if m == maps.ModeNAT {
-			haveNAT = 1
+			for _, r := range s.Reals {
+				filter[maps.Bucket(r.Addr)] |= maps.FilterNATReal
+			}
 		}
 		sid, ok := t.svcIDs[si]
 		if !ok {
@@ -248,13 +251,23 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		}
 	}
 
+	// Until the switch the filter must let both configurations through.
+	union := t.set.Filter.Bits()
+	for b, v := range filter {
+		union[b] |= v
+	}
+	if err := t.set.Filter.Set(union); err != nil {
+		return fmt.Errorf("write address filter: %w", err)
+	}
+
 	// The switch: from here on packets see only the new configuration.
-	if err := t.set.Ctl.Set(maps.CtlVal{Gen: next, HaveNat: haveNAT}); err != nil {
+	if err := t.set.Ctl.Set(maps.CtlVal{Gen: next}); err != nil {
 		return fmt.Errorf("switch generation: %w", err)
 	}
 	t.gen = next
 
 	var errs []error
+	errs = append(errs, t.set.Filter.Set(filter))
 	for k := range all {
 		if uint32(k.Gen) != next {
 			errs = append(errs, t.set.Services.Delete(k))
