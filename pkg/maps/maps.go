@@ -122,8 +122,13 @@ func Load(pinDir string, o Options) (*Set, error) {
 		}
 		return nil, fmt.Errorf("load balancer (pinned maps in %s): %w", pinDir, err)
 	}
-	m := &s.objs.XlbMaps
 	s.Program = s.objs.XdpLb
+	s.wrap()
+	return s, nil
+}
+
+func (s *Set) wrap() {
+	m := &s.objs.XlbMaps
 	s.Ctl = &Ctl{m.Ctl}
 	s.Services = &Services{m.Services}
 	s.Ring = &Ring{m.Ring}
@@ -135,11 +140,16 @@ func Load(pinDir string, o Options) (*Set, error) {
 	s.SvcStats = &Stats64{m.SvcStats}
 	s.Verdicts = &Verdicts{m.Verdicts}
 	s.Filter = &Filter{m: m.AddrFilter}
-	return s, nil
 }
 
 // Close releases the file descriptors; pinned maps stay.
-func (s *Set) Close() error { return s.objs.Close() }
+func (s *Set) Close() error {
+	if s.Program == nil {
+		s.closeMaps()
+		return nil
+	}
+	return s.objs.Close()
+}
 
 // Unpin removes every map's pin, so the maps go away with the last user.
 func (s *Set) Unpin() error {
@@ -212,4 +222,37 @@ func Port(v uint16) uint16 {
 	var b [2]byte
 	binary.NativeEndian.PutUint16(b[:], v)
 	return binary.BigEndian.Uint16(b[:])
+}
+
+// OpenPinned opens the maps a running daemon pinned in dir, for reading
+// counters and tables from outside it (the demo, tests, `xlbd status`).
+// The returned Set has no Program.
+func OpenPinned(dir string) (*Set, error) {
+	s := &Set{PinDir: dir}
+	m := &s.objs.XlbMaps
+	for name, dst := range map[string]**ebpf.Map{
+		xbpf.XlbMapConns: &m.Conns, xbpf.XlbMapCtl: &m.Ctl, xbpf.XlbMapNat: &m.Nat,
+		xbpf.XlbMapRealStats: &m.RealStats, xbpf.XlbMapReals: &m.Reals, xbpf.XlbMapRing: &m.Ring,
+		xbpf.XlbMapRr: &m.Rr, xbpf.XlbMapServices: &m.Services, xbpf.XlbMapSvcStats: &m.SvcStats,
+		xbpf.XlbMapVerdicts: &m.Verdicts, xbpf.XlbMapAddrFilter: &m.AddrFilter,
+	} {
+		mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil {
+			s.closeMaps()
+			return nil, fmt.Errorf("open pinned map: %w", err)
+		}
+		*dst = mp
+	}
+	s.wrap()
+	return s, nil
+}
+
+func (s *Set) closeMaps() {
+	m := &s.objs.XlbMaps
+	for _, mp := range []*ebpf.Map{m.Conns, m.Ctl, m.Nat, m.RealStats, m.Reals, m.Ring, m.Rr, m.Services,
+		m.SvcStats, m.Verdicts, m.AddrFilter} {
+		if mp != nil {
+			mp.Close()
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
@@ -100,8 +101,7 @@ func New(o Options) (*Backend, error) {
 }
 
 func (b *Backend) attach(ifname string, mode AttachMode) (*Attachment, error) {
-	nl, err := netlink.LinkByName(ifname)
-	if err != nil {
+	if _, err := netlink.LinkByName(ifname); err != nil {
 		return nil, fmt.Errorf("interface %s: %w", ifname, err)
 	}
 	a := &Attachment{Interface: ifname}
@@ -122,9 +122,30 @@ func (b *Backend) attach(ifname string, mode AttachMode) (*Attachment, error) {
 			return a, nil
 		}
 	}
+	l, m, err := AttachProgram(b.Set.Program, ifname, mode)
+	if err != nil {
+		return nil, err
+	}
+	a.link, a.Mode = l, m
+	if a.pin != "" {
+		os.Remove(a.pin)
+		if err := l.Pin(a.pin); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("interface %s: pin link: %w", ifname, err)
+		}
+	}
+	return a, nil
+}
+
+// AttachProgram attaches an XDP program to ifname as a bpf_link, choosing
+// native or generic mode as mode says, and reports the mode it got.
+func AttachProgram(prog *ebpf.Program, ifname string, mode AttachMode) (link.Link, AttachMode, error) {
+	nl, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil, "", fmt.Errorf("interface %s: %w", ifname, err)
+	}
 	try := []AttachMode{mode}
-	switch mode {
-	case Auto:
+	if mode == Auto {
 		if nl.Type() == "veth" {
 			try = []AttachMode{Generic}
 		} else {
@@ -137,26 +158,14 @@ func (b *Backend) attach(ifname string, mode AttachMode) (*Attachment, error) {
 		if m == Native {
 			flags = link.XDPDriverMode
 		}
-		l, err := link.AttachXDP(link.XDPOptions{
-			Program:   b.Set.Program,
-			Interface: nl.Attrs().Index,
-			Flags:     flags,
-		})
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: nl.Attrs().Index, Flags: flags})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", m, err))
 			continue
 		}
-		a.link, a.Mode = l, m
-		if a.pin != "" {
-			os.Remove(a.pin)
-			if err := l.Pin(a.pin); err != nil {
-				l.Close()
-				return nil, fmt.Errorf("interface %s: pin link: %w", ifname, err)
-			}
-		}
-		return a, nil
+		return l, m, nil
 	}
-	return nil, fmt.Errorf("interface %s: attach XDP: %w", ifname, errors.Join(errs...))
+	return nil, "", fmt.Errorf("interface %s: attach XDP: %w", ifname, errors.Join(errs...))
 }
 
 func adoptedMode(m AttachMode) AttachMode {
