@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -77,102 +76,24 @@ func bpffs(t *testing.T) string {
 	return dir
 }
 
-// process is a command running in a namespace, stopped at cleanup.
-type process struct {
-	cmd *exec.Cmd
-	mu  sync.Mutex
-	out bytes.Buffer
-}
-
-func (p *process) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *process) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-func start(t *testing.T, ns *testbed.Netns, name string, args ...string) *process {
+func start(t *testing.T, ns *testbed.Netns, name string, args ...string) *testbed.Process {
 	t.Helper()
-	p := &process{cmd: ns.Command(name, args...)}
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+	p, err := testbed.Start(t, ns, nil, name, args...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { p.cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-exited
-		}
 		if t.Failed() {
-			t.Logf("%s %s in %s:\n%s", name, strings.Join(args, " "), ns.Name, p.output())
+			t.Logf("%s %s in %s:\n%s", name, strings.Join(args, " "), ns.Name, p.Output())
 		}
 	})
 	return p
 }
 
-// waitFor polls the process's output for s.
-func (p *process) waitFor(t *testing.T, s string) {
+func waitFor(t *testing.T, p *testbed.Process, s string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if strings.Contains(p.output(), s) {
-			return
-		}
-		if p.cmd.ProcessState != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no %q from %s:\n%s", s, p.cmd.Path, p.output())
-}
-
-// serveReals runs, in every real, an HTTP server answering with the real's
-// name and a UDP server answering likewise. In DR and TUN the UDP server
-// binds the VIP, as a real DNS server does: a wildcard socket would answer
-// from the real's own address, which the client does not know.
-func serveReals(t *testing.T, top *testbed.Topology, httpPort, udpPort int) {
-	t.Helper()
-	for i, r := range top.Reals {
-		name := fmt.Sprintf("r%d", i+1)
-		l, err := r.Listen("tcp", fmt.Sprintf(":%d", httpPort))
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			io.WriteString(w, name)
-		})}
-		go srv.Serve(l)
-		t.Cleanup(func() { srv.Close() })
-
-		udpAddr := fmt.Sprintf(":%d", udpPort)
-		if top.Mode == testbed.L2 {
-			udpAddr = netip.AddrPortFrom(top.VIP, uint16(udpPort)).String()
-		}
-		pc, err := r.ListenPacket("udp", udpAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			buf := make([]byte, 2048)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				pc.WriteTo([]byte(name+":"+string(buf[:n])), from)
-			}
-		}()
-		t.Cleanup(func() { pc.Close() })
+	if err := p.WaitFor(s, 20*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -250,10 +171,12 @@ func testForwarding(t *testing.T, bin string, s scenario) {
 	}
 
 	httpPort, udpPort := s.ports()
-	serveReals(t, top, httpPort, udpPort)
+	if err := testbed.ServeReals(t, top, httpPort, udpPort); err != nil {
+		t.Fatal(err)
+	}
 	if s.kind == "TUN" {
 		for _, r := range top.Reals {
-			start(t, r, bin, "decap", "--interface", "eth0", "--xdp-mode", s.xdpMode).waitFor(t, "ready")
+			waitFor(t, start(t, r, bin, "decap", "--interface", "eth0", "--xdp-mode", s.xdpMode), "ready")
 		}
 	}
 
@@ -265,7 +188,7 @@ func testForwarding(t *testing.T, bin string, s scenario) {
 		lbIfs = append(lbIfs, "--interface", top.LBBack)
 	}
 	d := start(t, top.LB, bin, append([]string{"--config", cfg, "--pin-dir", pin, "--xdp-mode", s.xdpMode}, lbIfs...)...)
-	d.waitFor(t, "msg=ready")
+	waitFor(t, d, "msg=ready")
 
 	vip := top.VIP.String()
 	client := top.Client.HTTPClient()
@@ -340,8 +263,8 @@ func testForwarding(t *testing.T, bin string, s scenario) {
 	br := bufio.NewReader(conn)
 	first := keepAliveGet(t, conn, br)
 	s.config(t, cfg, top, 4)
-	d.cmd.Process.Signal(syscall.SIGHUP)
-	d.waitFor(t, "msg=reloaded")
+	d.Signal(syscall.SIGHUP)
+	waitFor(t, d, "msg=reloaded")
 	for i := 0; i < 5; i++ {
 		if got := keepAliveGet(t, conn, br); got != first {
 			t.Fatalf("long-lived connection moved from %s to %s after the pool grew", first, got)
