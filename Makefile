@@ -1,0 +1,75 @@
+# xlbd: `make demo` and `make test` do all the set-up a fresh machine needs.
+SHELL := /bin/bash
+GO ?= go
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PATH := $(PATH):/usr/sbin:/sbin
+
+# Debian packages and the file or command that shows each is there.
+DEPS := clang:clang llvm:llvm-strip libbpf-dev:/usr/include/bpf/bpf_helpers.h \
+	linux-libc-dev:/usr/include/linux/bpf.h bpftool:bpftool iproute2:ip \
+	tcpdump:tcpdump ethtool:ethtool
+
+GENERATED := $(wildcard bpf/*_bpfel.go bpf/*_bpfel.o)
+FUZZTIME ?= 20s
+
+.PHONY: all deps generate check-generated build test lint demo bench install clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for d in $(DEPS); do \
+		pkg=$${d%%:*}; probe=$${d#*:}; \
+		case $$probe in /*) [ -e $$probe ] ;; *) command -v $$probe >/dev/null ;; esac || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# Regenerates the bpf2go Go files and objects, which are committed so that
+# `go build` never needs clang.
+generate: deps
+	$(GO) generate ./bpf
+
+# Fails when the committed objects are not what the C sources compile to.
+check-generated: deps
+	@tmp=$$(mktemp -d); cp $(GENERATED) $$tmp/; \
+	$(GO) generate ./bpf || exit 1; \
+	stale=""; for f in $(GENERATED); do cmp -s $$f $$tmp/$$(basename $$f) || stale="$$stale $$f"; done; \
+	rm -rf $$tmp; \
+	if [ -n "$$stale" ]; then echo "stale generated files (now regenerated, commit them):$$stale"; exit 1; fi; \
+	echo "generated files are fresh"
+
+build:
+	$(GO) build -o bin/xlbd ./cmd/xlbd
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+# Unit, golden-packet, fuzz-seed and network-namespace tests (the last need
+# root; under CI=true they fail instead of skipping), then a short fuzzing
+# run of the balancer and of the config parser.
+test: deps check-generated lint
+	$(SUDO) env "PATH=$(PATH)" CI=$(CI) $(GO) test -count=1 -timeout 20m ./...
+	$(SUDO) env "PATH=$(PATH)" CI=$(CI) $(GO) test -run '^$$' -fuzz FuzzBalancer -fuzztime $(FUZZTIME) ./pkg/dataplane/xdp
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./pkg/config
+
+# Builds, then shows NAT, DR and TUN forwarding in a namespace lab.
+demo: deps build
+	$(SUDO) env "PATH=$(PATH)" $(GO) run ./internal/demo --xlbd bin/xlbd
+
+# Per-packet cost against the trivial XDP program, as ratios.
+bench: deps
+	$(SUDO) env "PATH=$(PATH)" $(GO) test -run '^$$' -bench . -benchtime 200000x ./pkg/dataplane/xdp
+
+install: build
+	install -D -m 0755 bin/xlbd $(DESTDIR)/usr/local/sbin/xlbd
+	install -D -m 0644 testdata/lb.yaml $(DESTDIR)/etc/xlbd/lb.yaml
+
+clean:
+	rm -rf bin
