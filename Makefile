@@ -67,9 +67,11 @@ demo: deps build
 bench: deps
 	$(SUDO) env "PATH=$(PATH)" $(GO) test -run '^$$' -bench . -benchtime 200000x ./pkg/dataplane/xdp
 
+# The binary, the systemd unit and, unless one exists, /etc/xlbd/lb.yaml.
 install: build
 	install -D -m 0755 bin/xlbd $(DESTDIR)/usr/local/sbin/xlbd
-	install -D -m 0644 testdata/lb.yaml $(DESTDIR)/etc/xlbd/lb.yaml
+	install -D -m 0644 packaging/xlbd.service $(DESTDIR)/lib/systemd/system/xlbd.service
+	[ -e $(DESTDIR)/etc/xlbd/lb.yaml ] || install -D -m 0644 testdata/lb.yaml $(DESTDIR)/etc/xlbd/lb.yaml
 
 clean:
 	rm -rf bin

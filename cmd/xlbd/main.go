@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/xlbd/xlbd/internal/daemon"
 	"github.com/xlbd/xlbd/pkg/config"
 	"github.com/xlbd/xlbd/pkg/dataplane/xdp"
@@ -64,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	pinDir := fs.String("pin-dir", maps.DefaultPinDir, "where BPF maps and links are pinned (a bpffs is mounted there if none is)")
 	mode := fs.String("xdp-mode", "auto", "auto, native or generic")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	dontRelease := fs.Bool("dont-release-dataplane", false, "on exit leave the XDP programs and maps in place for the next start to adopt (no flow is lost)")
+	pidFile := fs.String("pid-file", "", "write the daemon's pid here")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,11 +96,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	return daemon.Run(ctx, daemon.Options{
-		ConfigPath: *cfgPath,
-		Interfaces: ifaces,
-		PinDir:     *pinDir,
-		XDPMode:    am,
-		Log:        log,
+		ConfigPath:  *cfgPath,
+		Interfaces:  ifaces,
+		PinDir:      *pinDir,
+		XDPMode:     am,
+		DontRelease: *dontRelease,
+		PidFile:     *pidFile,
+		Log:         log,
+		Notify: func(state string) {
+			if _, err := sddaemon.SdNotify(false, state); err != nil {
+				log.Warn("sd_notify", "err", err)
+			}
+		},
 	}, reload)
 }
 

@@ -8,9 +8,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xlbd/xlbd/pkg/config"
+	"github.com/xlbd/xlbd/pkg/dataplane"
 	"github.com/xlbd/xlbd/pkg/dataplane/xdp"
 	"github.com/xlbd/xlbd/pkg/reconcile"
 )
@@ -21,7 +27,14 @@ type Options struct {
 	Interfaces []string // empty: DefaultInterfaces
 	PinDir     string
 	XDPMode    xdp.AttachMode
-	Log        *slog.Logger
+	// DontRelease leaves the XDP links and maps pinned on exit, for the
+	// next daemon to adopt: a restart then loses no flow (keepalived's
+	// --dont-release-ipvs).
+	DontRelease bool
+	PidFile     string
+	Log         *slog.Logger
+	// Notify reports state to the service manager (sd_notify); nil: none.
+	Notify func(state string)
 }
 
 // DefaultInterfaces are those the balancer attaches to when none are
@@ -71,6 +84,10 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	notify := o.Notify
+	if notify == nil {
+		notify = func(string) {}
+	}
 	cfg, err := config.Load(o.ConfigPath)
 	if err != nil {
 		return err
@@ -88,17 +105,29 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 		return err
 	}
 	defer func() {
-		if err := be.Close(true); err != nil {
-			log.Warn("releasing the data plane", "err", err)
+		notify("STOPPING=1")
+		if err := be.Close(!o.DontRelease); err != nil {
+			log.Warn("closing the data plane", "err", err)
 		}
-		log.Info("stopped; data plane released")
+		if o.DontRelease {
+			log.Info("stopped; data plane left running for the next start", "pin_dir", o.PinDir)
+		} else {
+			log.Info("stopped; data plane released")
+		}
 	}()
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile); err != nil {
+			return err
+		}
+		defer os.Remove(o.PidFile)
+	}
 
 	state := reconcile.Desired(cfg)
 	if err := be.Apply(ctx, state); err != nil {
 		return fmt.Errorf("apply %s: %w", o.ConfigPath, err)
 	}
 	log.Info("ready", "config", o.ConfigPath, "services", len(state.Services), "pin_dir", o.PinDir)
+	notify("READY=1")
 
 	retry := time.NewTicker(2 * time.Second)
 	defer retry.Stop()
@@ -107,13 +136,10 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 		case <-ctx.Done():
 			return nil
 		case <-reload:
-			cfg, err := config.Load(o.ConfigPath)
+			notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+			next, err := load(ctx, o.ConfigPath, be)
+			notify("READY=1")
 			if err != nil {
-				log.Error("reload failed; keeping the running configuration", "err", err)
-				continue
-			}
-			next := reconcile.Desired(cfg)
-			if err := be.Apply(ctx, next); err != nil {
 				log.Error("reload failed; keeping the running configuration", "err", err)
 				continue
 			}
@@ -129,4 +155,39 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 			}
 		}
 	}
+}
+
+// load reads the configuration and applies it. Apply validates the whole
+// state before it writes anything, so an error leaves the running
+// configuration in place.
+func load(ctx context.Context, path string, be *xdp.Backend) (dataplane.State, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return dataplane.State{}, err
+	}
+	next := reconcile.Desired(cfg)
+	if err := be.Apply(ctx, next); err != nil {
+		return dataplane.State{}, err
+	}
+	return next, nil
+}
+
+func writePidFile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	return nil
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, which systemd wants
+// with RELOADING=1.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
 }

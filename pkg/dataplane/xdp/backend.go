@@ -195,5 +195,9 @@ func (b *Backend) Close(release bool) error {
 		errs = append(errs, b.Set.Unpin())
 	}
 	errs = append(errs, b.Set.Close())
+	if release && b.Set.PinDir != "" {
+		// Only if empty: a pin dir shared with something else stays.
+		os.Remove(b.Set.PinDir)
+	}
 	return errors.Join(errs...)
 }
