@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,14 +18,17 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/xlbd/xlbd/internal/control"
 	"github.com/xlbd/xlbd/internal/daemon"
 	"github.com/xlbd/xlbd/pkg/config"
 	"github.com/xlbd/xlbd/pkg/dataplane/xdp"
 	"github.com/xlbd/xlbd/pkg/decap"
 	"github.com/xlbd/xlbd/pkg/maps"
+	"github.com/xlbd/xlbd/pkg/metrics"
 )
 
 func main() {
@@ -56,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return check(args[1:], stdout, stderr)
 		case "decap":
 			return runDecap(args[1:], stderr)
+		case "status":
+			return status(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("xlbd", flag.ContinueOnError)
@@ -68,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	dontRelease := fs.Bool("dont-release-dataplane", false, "on exit leave the XDP programs and maps in place for the next start to adopt (no flow is lost)")
 	pidFile := fs.String("pid-file", "", "write the daemon's pid here")
+	metricsAddr := fs.String("metrics-addr", metrics.DefaultAddr, "serve Prometheus /metrics here (\"\" turns it off)")
+	ctlSock := fs.String("control-socket", control.DefaultSocket, "unix socket for `xlbd status` (\"\" turns it off)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -96,13 +104,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	return daemon.Run(ctx, daemon.Options{
-		ConfigPath:  *cfgPath,
-		Interfaces:  ifaces,
-		PinDir:      *pinDir,
-		XDPMode:     am,
-		DontRelease: *dontRelease,
-		PidFile:     *pidFile,
-		Log:         log,
+		ConfigPath:    *cfgPath,
+		Interfaces:    ifaces,
+		PinDir:        *pinDir,
+		XDPMode:       am,
+		DontRelease:   *dontRelease,
+		PidFile:       *pidFile,
+		MetricsAddr:   *metricsAddr,
+		ControlSocket: *ctlSock,
+		Log:           log,
 		Notify: func(state string) {
 			if _, err := sddaemon.SdNotify(false, state); err != nil {
 				log.Warn("sd_notify", "err", err)
@@ -159,4 +169,26 @@ func runDecap(args []string, stderr io.Writer) error {
 	defer stop()
 	log.Info("ready")
 	return d.Run(ctx)
+}
+
+func status(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("xlbd status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sock := fs.String("control-socket", control.DefaultSocket, "the daemon's control socket")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rep, err := control.Fetch(ctx, *sock)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return control.Format(stdout, rep)
 }

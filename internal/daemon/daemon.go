@@ -8,16 +8,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbd/xlbd/internal/control"
 	"github.com/xlbd/xlbd/pkg/config"
 	"github.com/xlbd/xlbd/pkg/dataplane"
 	"github.com/xlbd/xlbd/pkg/dataplane/xdp"
+	"github.com/xlbd/xlbd/pkg/metrics"
 	"github.com/xlbd/xlbd/pkg/reconcile"
 )
 
@@ -32,7 +36,11 @@ type Options struct {
 	// --dont-release-ipvs).
 	DontRelease bool
 	PidFile     string
-	Log         *slog.Logger
+	// MetricsAddr serves /metrics ("" turns it off).
+	MetricsAddr string
+	// ControlSocket serves `xlbd status` ("" turns it off).
+	ControlSocket string
+	Log           *slog.Logger
 	// Notify reports state to the service manager (sd_notify); nil: none.
 	Notify func(state string)
 }
@@ -126,6 +134,30 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 	if err := be.Apply(ctx, state); err != nil {
 		return fmt.Errorf("apply %s: %w", o.ConfigPath, err)
 	}
+
+	info := &runInfo{report: control.Report{Config: o.ConfigPath, Started: time.Now()}}
+	info.report.LastReload = info.report.Started
+	m := metrics.New(be.Status, log)
+	m.LastReload.SetToCurrentTime()
+	if o.MetricsAddr != "" {
+		stop, err := serveMetrics(o.MetricsAddr, m, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if o.ControlSocket != "" {
+		srv, err := control.Listen(o.ControlSocket, func(ctx context.Context) (control.Report, error) {
+			st, err := be.Status(ctx)
+			rep := info.get()
+			rep.Dataplane = st
+			return rep, err
+		})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
 	log.Info("ready", "config", o.ConfigPath, "services", len(state.Services), "pin_dir", o.PinDir)
 	notify("READY=1")
 
@@ -140,9 +172,14 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 			next, err := load(ctx, o.ConfigPath, be)
 			notify("READY=1")
 			if err != nil {
+				m.Reloads.WithLabelValues("failed").Inc()
+				info.reloaded(false)
 				log.Error("reload failed; keeping the running configuration", "err", err)
 				continue
 			}
+			m.Reloads.WithLabelValues("ok").Inc()
+			m.LastReload.SetToCurrentTime()
+			info.reloaded(true)
 			state = next
 			log.Info("reloaded", "config", o.ConfigPath, "services", len(state.Services))
 		case <-retry.C:
@@ -190,4 +227,44 @@ func monotonicUsec() int64 {
 		return 0
 	}
 	return ts.Nano() / 1000
+}
+
+// runInfo is the daemon's own part of the status report.
+type runInfo struct {
+	mu     sync.Mutex
+	report control.Report
+}
+
+func (r *runInfo) get() control.Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.report
+}
+
+func (r *runInfo) reloaded(ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ok {
+		r.report.ReloadsOK++
+		r.report.LastReload = time.Now()
+	} else {
+		r.report.ReloadsFailed++
+	}
+}
+
+func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (func(), error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", l.Addr().String())
+	return func() { srv.Close() }, nil
 }

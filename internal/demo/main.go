@@ -114,7 +114,8 @@ func demo(bin, testdata, mode, xdpMode string, verbose bool) error {
 	c.Cleanup(func() { unix.Unmount(pin, unix.MNT_DETACH) })
 
 	cfg := filepath.Join(testdata, "demo-"+strings.ToLower(mode)+".yaml")
-	args := []string{"--config", cfg, "--pin-dir", pin, "--xdp-mode", xdpMode, "--interface", top.LBFront}
+	args := []string{"--config", cfg, "--pin-dir", pin, "--xdp-mode", xdpMode, "--interface", top.LBFront,
+		"--control-socket", filepath.Join(pin, "..", filepath.Base(pin)+".sock")}
 	if top.LBBack != top.LBFront {
 		args = append(args, "--interface", top.LBBack)
 	}

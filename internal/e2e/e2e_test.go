@@ -76,6 +76,10 @@ func bpffs(t *testing.T) string {
 	return dir
 }
 
+// ctlSocket is a control socket path of the test's own: the default one
+// under /run is shared by every namespace.
+func ctlSocket(t *testing.T) string { return filepath.Join(t.TempDir(), "xlbd.sock") }
+
 func start(t *testing.T, ns *testbed.Netns, name string, args ...string) *testbed.Process {
 	t.Helper()
 	p, err := testbed.Start(t, ns, nil, name, args...)
@@ -187,7 +191,7 @@ func testForwarding(t *testing.T, bin string, s scenario) {
 	if top.LBBack != top.LBFront {
 		lbIfs = append(lbIfs, "--interface", top.LBBack)
 	}
-	d := start(t, top.LB, bin, append([]string{"--config", cfg, "--pin-dir", pin, "--xdp-mode", s.xdpMode}, lbIfs...)...)
+	d := start(t, top.LB, bin, append([]string{"--config", cfg, "--pin-dir", pin, "--xdp-mode", s.xdpMode, "--control-socket", ctlSocket(t)}, lbIfs...)...)
 	waitFor(t, d, "msg=ready")
 
 	vip := top.VIP.String()

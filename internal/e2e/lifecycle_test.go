@@ -25,6 +25,7 @@ type natLab struct {
 	top *testbed.Topology
 	pin string
 	cfg string
+	ctl string
 }
 
 func newNATLab(t *testing.T) *natLab {
@@ -37,11 +38,11 @@ func newNATLab(t *testing.T) *natLab {
 	if err := testbed.ServeReals(t, top, 8080, 5353); err != nil {
 		t.Fatal(err)
 	}
-	return &natLab{top: top, pin: filepath.Join(bpffs(t), "xlbd"), cfg: filepath.Join(t.TempDir(), "lb.yaml")}
+	return &natLab{top: top, pin: filepath.Join(bpffs(t), "xlbd"), cfg: filepath.Join(t.TempDir(), "lb.yaml"), ctl: ctlSocket(t)}
 }
 
 // writeConfig writes a NAT service over reals given as "HOST:WEIGHT"
-// (host 11 is r1).
+// (host 11 is r1), and a UDP service on port 53 over the same reals.
 func (l *natLab) writeConfig(t *testing.T, reals ...string) {
 	t.Helper()
 	var b strings.Builder
@@ -50,6 +51,11 @@ func (l *natLab) writeConfig(t *testing.T, reals ...string) {
 		host, weight, _ := strings.Cut(r, ":")
 		fmt.Fprintf(&b, "      - { address: 10.50.2.%s, port: 8080, weight: %s }\n", host, weight)
 	}
+	fmt.Fprintf(&b, "  - address: %s\n    port: 53\n    protocol: UDP\n    lb_algo: rr\n    lb_kind: NAT\n    real_servers:\n", l.top.VIP)
+	for _, r := range reals {
+		host, weight, _ := strings.Cut(r, ":")
+		fmt.Fprintf(&b, "      - { address: 10.50.2.%s, port: 5353, weight: %s }\n", host, weight)
+	}
 	if err := os.WriteFile(l.cfg, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +63,7 @@ func (l *natLab) writeConfig(t *testing.T, reals ...string) {
 
 func (l *natLab) daemon(t *testing.T, extra ...string) *testbed.Process {
 	t.Helper()
-	args := append([]string{"--config", l.cfg, "--pin-dir", l.pin, "--xdp-mode", "generic",
+	args := append([]string{"--config", l.cfg, "--pin-dir", l.pin, "--xdp-mode", "generic", "--control-socket", l.ctl,
 		"--interface", l.top.LBFront, "--interface", l.top.LBBack}, extra...)
 	return start(t, l.top.LB, xlbdBinary(t), args...)
 }
@@ -285,7 +291,7 @@ func TestSystemdNotifyAndPidFile(t *testing.T) {
 	}
 
 	pidFile := filepath.Join(t.TempDir(), "run", "xlbd.pid")
-	args := []string{"--config", l.cfg, "--pin-dir", l.pin, "--xdp-mode", "generic", "--pid-file", pidFile,
+	args := []string{"--config", l.cfg, "--pin-dir", l.pin, "--xdp-mode", "generic", "--pid-file", pidFile, "--control-socket", l.ctl,
 		"--interface", l.top.LBFront, "--interface", l.top.LBBack}
 	cmd := l.top.LB.Command(xlbdBinary(t), args...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sockPath)

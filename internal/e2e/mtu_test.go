@@ -35,7 +35,7 @@ func TestTunnelPathMTU(t *testing.T) {
 	}
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
 	s.config(t, cfg, top, 3)
-	d := start(t, top.LB, bin, "--config", cfg, "--pin-dir", bpffs(t), "--xdp-mode", "generic", "--interface", top.LBFront)
+	d := start(t, top.LB, bin, "--config", cfg, "--pin-dir", bpffs(t), "--xdp-mode", "generic", "--control-socket", ctlSocket(t), "--interface", top.LBFront)
 	waitFor(t, d, "msg=ready")
 
 	c, err := top.Client.Dial(context.Background(), "udp", top.VIP.String()+":53")

@@ -52,14 +52,7 @@ func (s Service) Key() string { return ServiceKey(s.VIP, s.Port, s.Protocol) }
 
 // ServiceKey formats a service identity.
 func ServiceKey(vip netip.Addr, port uint16, proto uint8) string {
-	p := fmt.Sprintf("proto%d", proto)
-	switch proto {
-	case 6:
-		p = "TCP"
-	case 17:
-		p = "UDP"
-	}
-	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(vip, port), p)
+	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(vip, port), ProtocolName(proto))
 }
 
 // Real is one real server of a service. Weight 0 means quiesced: it takes
@@ -74,7 +67,71 @@ type Real struct {
 type Backend interface {
 	// Apply makes the data plane forward st, changing only what differs.
 	Apply(ctx context.Context, st State) error
+	// Status reports what is forwarded and the counters so far.
+	Status(ctx context.Context) (Status, error)
 	// Close stops forwarding, or with release=false leaves the data plane
 	// running for the next daemon to adopt.
 	Close(release bool) error
+}
+
+// Counters are a service's or a real's traffic so far. In is towards the
+// real servers; out is replies through the balancer (NAT only: in DR and
+// TUN replies bypass it).
+type Counters struct {
+	Connections uint64 `json:"connections"`
+	PacketsIn   uint64 `json:"packets_in"`
+	BytesIn     uint64 `json:"bytes_in"`
+	PacketsOut  uint64 `json:"packets_out"`
+	BytesOut    uint64 `json:"bytes_out"`
+}
+
+// RealStatus is one real server as the data plane holds it.
+type RealStatus struct {
+	Addr     netip.Addr `json:"address"`
+	Port     uint16     `json:"port"`
+	Weight   int        `json:"weight"`
+	Counters `json:"counters"`
+	// Reachable is false for a DR or TUN real whose MAC is not known yet:
+	// it takes no new flows.
+	Reachable bool `json:"reachable"`
+}
+
+// ServiceStatus is one virtual service with its reals.
+type ServiceStatus struct {
+	VIP      netip.Addr   `json:"vip"`
+	Port     uint16       `json:"port"`
+	Protocol string       `json:"protocol"`
+	Sched    string       `json:"scheduler"`
+	Kind     string       `json:"forwarding"`
+	Counters `json:"counters"`
+	Reals    []RealStatus `json:"reals"`
+}
+
+// Attachment is the balancer on one interface.
+type Attachment struct {
+	Interface string `json:"interface"`
+	Mode      string `json:"mode"` // native or generic
+}
+
+// Status is what a backend reports for `xlbd status` and the metrics.
+type Status struct {
+	Backend     string            `json:"backend"` // xdp or ipvs
+	Attachments []Attachment      `json:"attachments"`
+	Services    []ServiceStatus   `json:"services"`
+	Verdicts    map[string]uint64 `json:"verdicts,omitempty"`
+	// Flows is the number of entries in the connection table, NATFlows
+	// in the NAT reply table; -1 when unknown.
+	Flows    int `json:"flows"`
+	NATFlows int `json:"nat_flows"`
+}
+
+// ProtocolName is "TCP", "UDP" or "proto N".
+func ProtocolName(p uint8) string {
+	switch p {
+	case 6:
+		return "TCP"
+	case 17:
+		return "UDP"
+	}
+	return fmt.Sprintf("proto %d", p)
 }

@@ -180,6 +180,32 @@ func (b *Backend) Apply(ctx context.Context, st dataplane.State) error {
 	return b.Tables.Apply(ctx, st)
 }
 
+// Status implements dataplane.Backend.
+func (b *Backend) Status(context.Context) (dataplane.Status, error) {
+	st := dataplane.Status{Backend: "xdp", Verdicts: map[string]uint64{}}
+	for _, a := range b.Attachments {
+		st.Attachments = append(st.Attachments, dataplane.Attachment{Interface: a.Interface, Mode: string(a.Mode)})
+	}
+	var err error
+	if st.Services, err = b.Tables.Status(); err != nil {
+		return st, err
+	}
+	v, err := b.Set.Verdicts.All()
+	if err != nil {
+		return st, fmt.Errorf("verdicts: %w", err)
+	}
+	for i, n := range maps.VerdictNames {
+		st.Verdicts[n] = v[i]
+	}
+	if st.Flows, err = b.Set.Conns.Count(); err != nil {
+		return st, fmt.Errorf("count flows: %w", err)
+	}
+	if st.NATFlows, err = b.Set.NAT.Count(); err != nil {
+		return st, fmt.Errorf("count NAT flows: %w", err)
+	}
+	return st, nil
+}
+
 // Close detaches and removes everything when release is set (as
 // keepalived clears IPVS on exit); otherwise the pinned links and maps stay
 // and keep forwarding until the next daemon adopts them.

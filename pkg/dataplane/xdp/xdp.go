@@ -44,6 +44,7 @@ type Tables struct {
 	nextSvc  uint32
 	nextReal uint32
 	serial   uint32
+	state    dataplane.State // as last applied
 }
 
 // NewTables takes over set, adopting whatever configuration its (possibly
@@ -288,7 +289,42 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 			delete(t.svcIDs, si)
 		}
 	}
+	t.state = st
 	return errors.Join(errs...)
+}
+
+// Status reports the services as last applied, with their counters.
+func (t *Tables) Status() ([]dataplane.ServiceStatus, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []dataplane.ServiceStatus
+	for _, s := range t.state.Services {
+		si := svcIdent{s.VIP, s.Port, s.Protocol}
+		ss := dataplane.ServiceStatus{VIP: s.VIP, Port: s.Port, Protocol: dataplane.ProtocolName(s.Protocol),
+			Sched: s.Sched, Kind: s.Kind.String()}
+		st, err := t.set.SvcStats.Get(t.svcIDs[si])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.Key(), err)
+		}
+		ss.Counters = counters(st)
+		for _, r := range s.Reals {
+			id := t.realIDs[realIdent{si, r.Addr, r.Port}]
+			st, err := t.set.RealStats.Get(id)
+			if err != nil {
+				return nil, fmt.Errorf("%s: real %s: %w", s.Key(), r.Addr, err)
+			}
+			v := t.realVals[id]
+			ss.Reals = append(ss.Reals, dataplane.RealStatus{Addr: r.Addr, Port: r.Port, Weight: r.Weight,
+				Counters: counters(st), Reachable: v.Mode == uint32(maps.ModeNAT) || v.Dmac != [6]uint8{}})
+		}
+		out = append(out, ss)
+	}
+	return out, nil
+}
+
+func counters(s maps.Stats) dataplane.Counters {
+	return dataplane.Counters{Connections: s.Conns, PacketsIn: s.PktsIn, BytesIn: s.BytesIn,
+		PacketsOut: s.PktsOut, BytesOut: s.BytesOut}
 }
 
 // putReal makes sure the real has an id and an up-to-date entry. usable
