@@ -2,8 +2,11 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/netip"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -82,5 +85,47 @@ func TestScrapeError(t *testing.T) {
 	want := "# HELP xlbd_scrape_error 1 when reading the data plane for this scrape failed.\n# TYPE xlbd_scrape_error gauge\nxlbd_scrape_error 1\n"
 	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "xlbd_scrape_error"); err != nil {
 		t.Error(err)
+	}
+}
+
+// The Grafana dashboard in contrib/ only queries series xlbd exports.
+func TestDashboardUsesExportedMetrics(t *testing.T) {
+	b, err := os.ReadFile("../../contrib/grafana/xlbd.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("dashboard is not JSON: %v", err)
+	}
+	m := New(sample, nil)
+	m.LastReload.SetToCurrentTime()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, mf := range mfs {
+		exported[mf.GetName()] = true
+	}
+	name := regexp.MustCompile(`xlbd_[a-z_]+`)
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, used := range name.FindAllString(tg.Expr, -1) {
+				n++
+				if !exported[used] {
+					t.Errorf("panel %q queries %s, which xlbd does not export", p.Title, used)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("the dashboard queries no xlbd series")
 	}
 }

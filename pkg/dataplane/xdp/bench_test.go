@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"runtime"
 	"unsafe"
 
@@ -12,6 +13,8 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/xlbd/xlbd/bpf"
+	"github.com/xlbd/xlbd/pkg/dataplane"
+	"github.com/xlbd/xlbd/pkg/metrics"
 )
 
 // BenchmarkPerPacket measures the kernel-reported cost of one packet through
@@ -123,4 +126,42 @@ func runOnce(prog *ebpf.Program, pkt []byte, ifindex int) (uint32, time.Duration
 		return 0, 0, errno
 	}
 	return attr.Retval, time.Duration(attr.Duration), nil
+}
+
+// BenchmarkScrape is one Prometheus scrape with 1000 real servers: every
+// counter read from the per-CPU maps and the flow tables counted.
+func BenchmarkScrape(b *testing.B) {
+	l := newLabSized(b, 1<<18)
+	var st dataplane.State
+	for s := 0; s < 4; s++ {
+		svc := dataplane.Service{VIP: vipNAT, Port: uint16(80 + s), Protocol: 6, Sched: "rr", Kind: dataplane.NAT}
+		for h := 1; h <= 250; h++ {
+			svc.Reals = append(svc.Reals, dataplane.Real{Addr: netip.AddrFrom4([4]byte{10, 50, 2, byte(h)}), Port: 8080, Weight: 1})
+		}
+		st.Services = append(st.Services, svc)
+	}
+	l.apply(b, st)
+	// Some flows in the tables, as a busy balancer has.
+	pkt := fromClient(vipNAT, 80, layers.IPProtocolTCP).bytes(b)
+	l.w.Do(func() {
+		for i := 0; i < 20000; i++ {
+			binary.BigEndian.PutUint16(pkt[14+20:], uint16(i))
+			if _, _, err := runOnce(l.set.Program, pkt, l.f0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	be := &Backend{Tables: l.tables, Set: l.set}
+	m := metrics.New(be.Status, nil)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		mfs, err := m.Registry.Gather()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(mfs) == 0 {
+			b.Fatal("empty scrape")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/scrape")
 }
