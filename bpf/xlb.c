@@ -107,6 +107,7 @@ struct real_val {
 	__u16 mtu;	 /* of the egress link: TUN must fit 20 more bytes */
 	__u32 mode;
 	__u32 serial;	 /* changes when an id is reused, so old flows let go */
+	__u32 svc_id;	 /* for the service's counters */
 	__u32 ifindex;	 /* egress link towards ip (or its gateway) */
 	__be32 lb_ip;	 /* our address on that link: outer source for TUN */
 	__u8 dmac[6];	 /* next hop's MAC: the real itself on a shared segment */
@@ -492,7 +493,8 @@ static __always_inline struct real_val *pick_real(struct svc_val *sv, __u32 gen,
 	if (!st)
 		return 0;
 	__u64 n = __sync_fetch_and_add(&st->next, 1);
-	__u32 slot = gen * RING_HALF + sv->ring_off + (__u32)(n % sv->ring_len);
+	/* 32-bit division is cheaper; the sequence skips once every 2^32 flows. */
+	__u32 slot = gen * RING_HALF + sv->ring_off + (__u32)n % sv->ring_len;
 	__u32 *id = bpf_map_lookup_elem(&ring, &slot);
 	if (!id)
 		return 0;
@@ -559,33 +561,12 @@ int xdp_lb(struct xdp_md *ctx)
 		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
 	}
 
-	__u32 zero = 0;
-	struct ctl_val *c = bpf_map_lookup_elem(&ctl, &zero);
-	if (!c)
-		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
-	__u32 gen = c->gen & 1;
-
-	struct svc_key sk = {
-		.vip = iph->daddr,
-		.port = ports[1],
-		.proto = iph->protocol,
-		.gen = gen,
-	};
-	struct svc_val *sv = bpf_map_lookup_elem(&services, &sk);
-	if (!sv) {
-		/* A VIP may also be a NAT real of another service. */
-		bucket = addr_bucket(iph->saddr);
-		filter = bpf_map_lookup_elem(&addr_filter, &bucket);
-		if (filter && (*filter & FILTER_NAT_REAL)) {
-			if (!ipv4_csum_ok(iph, hlen, data_end))
-				return count(VERDICT_PASS_MALFORMED, XDP_PASS);
-			return nat_reply(ctx, eth, iph, l4check, ports, tot);
-		}
-		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
-	}
 	if (!ipv4_csum_ok(iph, hlen, data_end))
 		return count(VERDICT_PASS_MALFORMED, XDP_PASS);
 
+	/* An established flow needs neither ctl nor services: its entry names
+	 * the real, and the real's entry its service. A real removed from the
+	 * configuration is invalid, so its flows fall through and reschedule. */
 	struct conn_key ck = {
 		.src = iph->saddr,
 		.dst = iph->daddr,
@@ -604,6 +585,26 @@ int xdp_lb(struct xdp_md *ctx)
 			r = 0;
 	}
 	if (!r) {
+		__u32 zero = 0;
+		struct ctl_val *c = bpf_map_lookup_elem(&ctl, &zero);
+		if (!c)
+			return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+		__u32 gen = c->gen & 1;
+		struct svc_key sk = {
+			.vip = iph->daddr,
+			.port = ports[1],
+			.proto = iph->protocol,
+			.gen = gen,
+		};
+		struct svc_val *sv = bpf_map_lookup_elem(&services, &sk);
+		if (!sv) {
+			/* A VIP may also be a NAT real of another service. */
+			bucket = addr_bucket(iph->saddr);
+			filter = bpf_map_lookup_elem(&addr_filter, &bucket);
+			if (filter && (*filter & FILTER_NAT_REAL))
+				return nat_reply(ctx, eth, iph, l4check, ports, tot);
+			return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+		}
 		r = pick_real(sv, gen, &real_id);
 		if (!r)
 			return count(VERDICT_PASS_NO_REAL, XDP_PASS);
@@ -624,7 +625,7 @@ int xdp_lb(struct xdp_md *ctx)
 	}
 
 	account_in(real_id, &real_stats, tot, new_conn);
-	account_in(sv->id, &svc_stats, tot, new_conn);
+	account_in(r->svc_id, &svc_stats, tot, new_conn);
 
 	if (r->mode == MODE_DR) {
 		__builtin_memcpy(eth->h_dest, r->dmac, ETH_ALEN);
@@ -650,7 +651,7 @@ int xdp_lb(struct xdp_md *ctx)
 		struct nat_val nv = {
 			.vip = iph->daddr,
 			.vport = ports[1],
-			.svc_id = sv->id,
+			.svc_id = r->svc_id,
 			.real_id = real_id,
 			.ifindex = ctx->ingress_ifindex,
 		};

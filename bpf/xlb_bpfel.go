@@ -66,6 +66,7 @@ type XlbRealVal struct {
 	Mtu     uint16
 	Mode    uint32
 	Serial  uint32
+	SvcId   uint32
 	Ifindex uint32
 	LbIp    uint32
 	Dmac    [6]uint8

@@ -211,7 +211,7 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 
 		var ring []uint32
 		for _, r := range s.Reals {
-			id, usable, err := t.putReal(ctx, si, m, r)
+			id, usable, err := t.putReal(ctx, si, sid, m, r)
 			if err != nil {
 				return fmt.Errorf("%s: real %s: %w", s.Key(), netip.AddrPortFrom(r.Addr, r.Port), err)
 			}
@@ -329,7 +329,7 @@ func counters(s maps.Stats) dataplane.Counters {
 
 // putReal makes sure the real has an id and an up-to-date entry. usable
 // says whether new flows may go to it (DR and TUN need its MAC).
-func (t *Tables) putReal(ctx context.Context, si svcIdent, m maps.Mode, r dataplane.Real) (uint32, bool, error) {
+func (t *Tables) putReal(ctx context.Context, si svcIdent, sid uint32, m maps.Mode, r dataplane.Real) (uint32, bool, error) {
 	ri := realIdent{si, r.Addr, r.Port}
 	id, known := t.realIDs[ri]
 	old := t.realVals[id]
@@ -342,6 +342,7 @@ func (t *Tables) putReal(ctx context.Context, si svcIdent, m maps.Mode, r datapl
 		Ip:    maps.Be32(r.Addr),
 		Port:  maps.Be16(r.Port),
 		Mode:  uint32(m),
+		SvcId: sid,
 	}
 	usable := true
 	l2, err := t.res.Resolve(ctx, r.Addr)
