@@ -163,6 +163,8 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 
 	retry := time.NewTicker(2 * time.Second)
 	defer retry.Stop()
+	refresh := time.NewTicker(30 * time.Second)
+	defer refresh.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -182,6 +184,11 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 			info.reloaded(true)
 			state = next
 			log.Info("reloaded", "config", o.ConfigPath, "services", len(state.Services))
+		case <-refresh.C:
+			// A DR or TUN real's MAC is only learned by resolving it.
+			if err := be.RefreshL2(ctx); err != nil {
+				log.Warn("refreshing real servers' paths", "err", err)
+			}
 		case <-retry.C:
 			// Reals without a MAC take no new flows; keep trying to
 			// resolve them.

@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -150,5 +151,30 @@ func TestVerdictNamesMatchProgram(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("verdict names (-Go +BPF):\n%s", diff)
+	}
+}
+
+// A DR real replaced by another machine (new MAC) is found by RefreshL2
+// and its flows follow it, without a reload.
+func TestRefreshL2FollowsNewMAC(t *testing.T) {
+	l := newLab(t)
+	l.apply(t, dataplane.State{Services: []dataplane.Service{
+		{VIP: vipDR, Port: 80, Protocol: 6, Sched: "rr", Kind: dataplane.DR, Reals: reals(1, 80, 1)},
+	}})
+	in := fromClient(vipDR, 80, layers.IPProtocolTCP).bytes(t)
+	_, out := l.run(t, l.set.Program, in, l.f0)
+	if got := net.HardwareAddr(out[0:6]).String(); got != realMAC(r1L2).String() {
+		t.Fatalf("before: dst MAC %s, want %s", got, realMAC(r1L2))
+	}
+	moved := mustMAC("02:aa:bb:cc:dd:ee")
+	l.macs = map[netip.Addr]net.HardwareAddr{r1L2: moved}
+	var err error
+	l.w.Do(func() { err = l.tables.RefreshL2(t.Context()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, out = l.run(t, l.set.Program, in, l.f0)
+	if got := net.HardwareAddr(out[0:6]).String(); got != moved.String() {
+		t.Fatalf("after refresh: dst MAC %s, want %s", got, moved)
 	}
 }

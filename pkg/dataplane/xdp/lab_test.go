@@ -47,6 +47,8 @@ func realMAC(a netip.Addr) net.HardwareAddr {
 }
 
 type lab struct {
+	// macs overrides realMAC for some addresses, as if the machine changed.
+	macs   map[netip.Addr]net.HardwareAddr
 	w      *testenv.Worker
 	set    *maps.Set
 	tables *Tables
@@ -59,11 +61,15 @@ type fixedResolver struct{ l *lab }
 
 func (r fixedResolver) Resolve(_ context.Context, ip netip.Addr) (L2, error) {
 	b := ip.As4()
+	mac := realMAC(ip)
+	if m, ok := r.l.macs[ip]; ok {
+		mac = m
+	}
 	switch b[2] {
 	case 1:
-		return L2{Ifindex: r.l.f0, SrcMAC: macF0, DstMAC: realMAC(ip), SrcIP: netip.MustParseAddr("10.50.1.1"), MTU: 1500}, nil
+		return L2{Ifindex: r.l.f0, SrcMAC: macF0, DstMAC: mac, SrcIP: netip.MustParseAddr("10.50.1.1"), MTU: 1500}, nil
 	case 2:
-		return L2{Ifindex: r.l.b0, SrcMAC: macB0, DstMAC: realMAC(ip), SrcIP: netip.MustParseAddr("10.50.2.1"), MTU: 1500}, nil
+		return L2{Ifindex: r.l.b0, SrcMAC: macB0, DstMAC: mac, SrcIP: netip.MustParseAddr("10.50.2.1"), MTU: 1500}, nil
 	}
 	return L2{}, fmt.Errorf("no route to %s", ip)
 }

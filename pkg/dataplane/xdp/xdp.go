@@ -392,6 +392,40 @@ func (t *Tables) putReal(ctx context.Context, si svcIdent, sid uint32, m maps.Mo
 	return id, usable, nil
 }
 
+// RefreshL2 resolves every DR and TUN real again and rewrites the entries
+// whose path changed (a real replaced by another machine, a new gateway, an
+// MTU change). Configuration and flows are untouched.
+func (t *Tables) RefreshL2(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	for id, v := range t.realVals {
+		if v.Mode == uint32(maps.ModeNAT) {
+			continue
+		}
+		l2, err := t.res.Resolve(ctx, maps.Addr(v.Ip))
+		if err != nil {
+			continue // keep what worked; Apply's retry reports unreachable reals
+		}
+		nv := v
+		nv.Ifindex = uint32(l2.Ifindex)
+		nv.LbIp = maps.Be32(l2.SrcIP)
+		nv.Mtu = uint16(min(l2.MTU, 65535))
+		copy(nv.Dmac[:], l2.DstMAC)
+		copy(nv.Smac[:], l2.SrcMAC)
+		if nv == v {
+			continue
+		}
+		if err := t.set.Reals.Put(id, nv); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		t.log.Info("real server's path changed", "real", maps.Addr(v.Ip), "mac", l2.DstMAC, "ifindex", l2.Ifindex, "mtu", l2.MTU)
+		t.realVals[id] = nv
+	}
+	return errors.Join(errs...)
+}
+
 // RealID returns the id of a real of a service, for counters and tests.
 func (t *Tables) RealID(vip netip.Addr, port uint16, proto uint8, addr netip.Addr, rport uint16) (uint32, bool) {
 	t.mu.Lock()
