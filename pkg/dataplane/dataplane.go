@@ -98,11 +98,11 @@ type RealStatus struct {
 
 // ServiceStatus is one virtual service with its reals.
 type ServiceStatus struct {
-	VIP      netip.Addr   `json:"vip"`
-	Port     uint16       `json:"port"`
-	Protocol string       `json:"protocol"`
-	Sched    string       `json:"scheduler"`
-	Kind     string       `json:"forwarding"`
+	VIP      netip.Addr `json:"vip"`
+	Port     uint16     `json:"port"`
+	Protocol string     `json:"protocol"`
+	Sched    string     `json:"scheduler"`
+	Kind     string     `json:"forwarding"`
 	Counters `json:"counters"`
 	Reals    []RealStatus `json:"reals"`
 }
