@@ -14,7 +14,7 @@
  * idle one, then flips ctl.gen with one map write, so a packet sees either
  * the old configuration or the new one, never a mix.
  */
-#include "common.h"
+#include "xlb_sched.h"
 #include <linux/tcp.h>
 #include <linux/udp.h>
 
@@ -29,225 +29,10 @@ struct icmphdr {
 #define ICMP_DEST_UNREACH 3
 #define ICMP_FRAG_NEEDED 4
 
-#define MAX_SERVICES 4096
-#define MAX_REALS 65536
-#define RING_HALF 262144
-#define AF_INET 2
-
-enum lb_mode {
-	MODE_NAT = 1,
-	MODE_DR = 2,
-	MODE_TUN = 3,
-};
-
-/* Why a packet got the verdict it got; counted per CPU, summed by user space. */
-enum verdict {
-	VERDICT_PASS_NOT_IPV4,
-	VERDICT_PASS_MALFORMED,
-	VERDICT_PASS_FRAGMENT,
-	VERDICT_PASS_OTHER_PROTO,
-	VERDICT_PASS_NOT_VIP,
-	VERDICT_PASS_NO_REAL,
-	VERDICT_PASS_NO_NEIGH,
-	VERDICT_PASS_TTL,
-	VERDICT_FWD_NAT,
-	VERDICT_FWD_NAT_REPLY,
-	VERDICT_FWD_DR,
-	VERDICT_FWD_TUN,
-	VERDICT_TX_ICMP_TOO_BIG,
-	VERDICT_DROP_TOO_BIG,
-	VERDICT_DROP_NO_ROUTE,
-	VERDICT_DROP_ERROR,
-	VERDICT_MAX,
-};
-
-struct ctl_val {
-	__u32 gen;	 /* active generation of services and ring: 0 or 1 */
-	__u32 pad;
-};
-
-/* A first look that costs one array read instead of a hash lookup: a byte
- * per hash bucket of IPv4 addresses says whether a VIP (as destination) or
- * a NAT real server (as source) may have an address in it. Most traffic
- * that is not ours leaves after this. */
-#define FILTER_BITS 16
-#define FILTER_VIP 1
-#define FILTER_NAT_REAL 2
-
-static __always_inline __u32 addr_bucket(__be32 a)
-{
-	return (a * 2654435761u) >> (32 - FILTER_BITS);
-}
-
-struct svc_key {
-	__be32 vip;
-	__be16 port;
-	__u8 proto;
-	__u8 gen;
-};
-
-struct svc_val {
-	__u32 id;	 /* index into svc_stats and rr */
-	__u32 ring_off;	 /* first slot of this service's ring in the active half */
-	__u32 ring_len;	 /* 0: no real server can take new flows */
-	__u32 mode;
-};
-
-#define REAL_F_VALID 1
-
-/* One real server of one service. The id is stable for as long as the real
- * stays configured, so flows and counters survive unrelated changes. */
-struct real_val {
-	__be32 vip;	 /* the service it belongs to, so dumps read on their own */
-	__be16 vport;
-	__u8 proto;
-	__u8 flags;
-	__be32 ip;
-	__be16 port;
-	__u16 mtu;	 /* of the egress link: TUN must fit 20 more bytes */
-	__u32 mode;
-	__u32 serial;	 /* changes when an id is reused, so old flows let go */
-	__u32 svc_id;	 /* for the service's counters */
-	__u32 ifindex;	 /* egress link towards ip (or its gateway) */
-	__be32 lb_ip;	 /* our address on that link: outer source for TUN */
-	__u8 dmac[6];	 /* next hop's MAC: the real itself on a shared segment */
-	__u8 smac[6];	 /* egress link's MAC */
-};
-
-struct conn_key {
-	__be32 src;
-	__be32 dst;
-	__be16 sport;
-	__be16 dport;
-	__u8 proto;
-	__u8 pad[3];
-};
-
-struct conn_val {
-	__u32 real_id;
-	__u32 serial;
-};
-
-/* Reverse entry of a NAT flow, keyed by the reply's own 5-tuple. */
-struct nat_val {
-	__be32 vip;
-	__be16 vport;
-	__u16 pad;
-	__u32 svc_id;
-	__u32 real_id;
-	__u32 ifindex;	 /* where the client's packets came in */
-	__u8 cmac[6];	 /* and from which MAC: the way back when the */
-	__u8 lbmac[6];	 /* kernel has no neighbour entry for the client */
-};
-
-struct stats {
-	__u64 conns;
-	__u64 pkts_in;
-	__u64 bytes_in;
-	__u64 pkts_out;
-	__u64 bytes_out;
-};
-
-struct rr_val {
-	__u64 next;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ctl_val);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ctl SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1 << FILTER_BITS);
-	__type(key, __u32);
-	__type(value, __u8);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} addr_filter SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * MAX_SERVICES);
-	__type(key, struct svc_key);
-	__type(value, struct svc_val);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} services SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 * RING_HALF);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ring SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_REALS);
-	__type(key, __u32);
-	__type(value, struct real_val);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} reals SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_SERVICES);
-	__type(key, __u32);
-	__type(value, struct rr_val);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rr SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 262144);
-	/* Per-CPU eviction lists: inserting a new flow takes no shared lock. An
-	 * entry is still one entry, seen by every CPU. */
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct conn_key);
-	__type(value, struct conn_val);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} conns SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct conn_key);
-	__type(value, struct nat_val);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} nat SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_REALS);
-	__type(key, __u32);
-	__type(value, struct stats);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} real_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_SERVICES);
-	__type(key, __u32);
-	__type(value, struct stats);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} svc_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VERDICT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} verdicts SEC(".maps");
-
-/* Keep the enum and the stats layout in BTF for bpf2go and bpftool. */
+/* Keep the enums in BTF for bpf2go and bpftool. */
 const enum verdict *unused_verdict __attribute__((unused));
 const enum lb_mode *unused_lb_mode __attribute__((unused));
+const enum sched_kind *unused_sched_kind __attribute__((unused));
 
 static __always_inline int count(enum verdict v, int action)
 {
@@ -341,7 +126,7 @@ static __always_inline int send_routed(struct xdp_md *ctx, struct ethhdr *eth, s
 /* A NAT reply from a real server: source back to VIP:port, then to the
  * client. */
 static __always_inline int nat_reply(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *iph,
-				     __u16 *l4check, __be16 *ports, __u32 tot)
+				     __u16 *l4check, __be16 *ports, __u32 tot, __u8 tcp_flags)
 {
 	struct conn_key k = {
 		.src = iph->saddr,
@@ -353,8 +138,23 @@ static __always_inline int nat_reply(struct xdp_md *ctx, struct ethhdr *eth, str
 	struct nat_val *nv = bpf_map_lookup_elem(&nat, &k);
 	if (!nv)
 		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+	/* The reply moves its connection's state (IPVS's output table); a
+	 * reply whose connection is gone is not ours any more. */
+	struct conn_key fk = {
+		.src = iph->daddr,
+		.dst = nv->vip,
+		.sport = ports[1],
+		.dport = nv->vport,
+		.proto = iph->protocol,
+	};
+	struct conn_val *cv = bpf_map_lookup_elem(&conns, &fk);
+	struct conn_cfg *cfg = get_cfg();
+	__u64 now = now_ns();
+	if (!cv || !cfg || now >= cv->expires || cv->dead)
+		return count(VERDICT_PASS_NO_CONN, XDP_PASS);
 	if (iph->ttl <= 1)
 		return count(VERDICT_PASS_TTL, XDP_PASS);
+	conn_update(cv, cfg, iph->protocol, TBL_OUTPUT, tcp_flags, now);
 
 	nat_rewrite(iph, l4check, &iph->saddr, &ports[0], nv->vip, nv->vport);
 	account_out(nv->real_id, &real_stats, tot);
@@ -484,25 +284,81 @@ static __always_inline int tun_encap(struct xdp_md *ctx, struct real_val *r, __u
 	return count(VERDICT_FWD_TUN, xmit(ctx, ifindex));
 }
 
-static __always_inline struct real_val *pick_real(struct svc_val *sv, __u32 gen, __u32 *real_id)
+
+/* xlb_new_conn makes the connection entry for a packet that may start
+ * one: through the service's persistence template if it has one, else by
+ * the scheduler. It returns the real's id or NO_REAL. A global function,
+ * checked once by the verifier; its pointers are copies on the caller's
+ * stack. */
+__noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen, struct conn_val *nc, __u64 now)
 {
-	if (sv->ring_len == 0)
-		return 0;
-	__u32 sid = sv->id;
-	struct rr_val *st = bpf_map_lookup_elem(&rr, &sid);
-	if (!st)
-		return 0;
-	__u64 n = __sync_fetch_and_add(&st->next, 1);
-	/* 32-bit division is cheaper; the sequence skips once every 2^32 flows. */
-	__u32 slot = gen * RING_HALF + sv->ring_off + (__u32)n % sv->ring_len;
-	__u32 *id = bpf_map_lookup_elem(&ring, &slot);
-	if (!id)
-		return 0;
-	struct real_val *r = bpf_map_lookup_elem(&reals, id);
-	if (!r || !(r->flags & REAL_F_VALID))
-		return 0;
-	*real_id = *id;
-	return r;
+	if (!sv || !ck || !nc)
+		return NO_REAL;
+	struct conn_cfg *cfg = get_cfg();
+	if (!cfg)
+		return NO_REAL;
+	__u32 id;
+	if (!sv->persist_timeout) {
+		id = xlb_schedule(sv, gen, ck->src, ck->dst, ck->sport);
+		if (id == NO_REAL)
+			return NO_REAL;
+	} else {
+		/* ip_vs_sched_persist: one template per client network, VIP and
+		 * port decides the real while it lives, even a quiesced one. */
+		struct tmpl_key tk = {
+			.client = ck->src & sv->persist_mask,
+			.vip = ck->dst,
+			.vport = ck->dport,
+			.proto = ck->proto,
+		};
+		struct tmpl_val *t = bpf_map_lookup_elem(&persist, &tk);
+		if (t) {
+			struct cand d;
+			int ok = tmpl_alive(t, now, cfg->tmpl_extension) && cand_get(t->real_id, &d) &&
+				 d.r->serial == t->serial && !(cfg->expire_quiescent && d.r->weight == 0);
+			if (!ok) {
+				real_unbind(t->real_id, t->serial, 1, 0);
+				bpf_map_delete_elem(&persist, &tk);
+				t = 0;
+			}
+		}
+		if (!t) {
+			id = xlb_schedule(sv, gen, ck->src, ck->dst, ck->sport);
+			if (id == NO_REAL)
+				return NO_REAL;
+			struct real_val *r = bpf_map_lookup_elem(&reals, &id);
+			if (!r)
+				return NO_REAL;
+			struct tmpl_val nt = {
+				.real_id = id,
+				.serial = r->serial,
+				.born = now,
+				.timeout = sv->persist_timeout,
+			};
+			if (!bpf_map_update_elem(&persist, &tk, &nt, BPF_NOEXIST))
+				real_bind(id, r, 1);
+			t = bpf_map_lookup_elem(&persist, &tk);
+			if (!t)
+				return NO_REAL;
+		}
+		id = t->real_id;
+		__sync_fetch_and_add(&t->n_control, 1);
+		t->expires = now + t->timeout;
+		nc->flags |= CONN_F_PERSIST;
+		nc->tk = tk;
+		nc->tmpl_born = t->born;
+	}
+	struct real_val *r = bpf_map_lookup_elem(&reals, &id);
+	if (!r)
+		return NO_REAL;
+	nc->real_id = id;
+	nc->serial = r->serial;
+	/* ip_vs_conn_new's timeout until the first transition rearms it. */
+	nc->expires = now + 3000000000ULL;
+	if (sv->mode != MODE_NAT)
+		nc->flags |= CONN_F_NOOUTPUT;
+	real_bind(id, r, 0);
+	return id;
 }
 
 SEC("xdp")
@@ -529,12 +385,14 @@ int xdp_lb(struct xdp_md *ctx)
 	__u32 l4len = tot - hlen;
 	/* Taken here, where the verifier knows the header is in bounds. */
 	__u16 *l4check;
+	__u8 tcp_flags = 0;
 	if (iph->protocol == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 		if ((void *)(th + 1) > data_end || l4len < sizeof(*th) || th->doff < 5 ||
 		    th->doff * 4 > l4len)
 			return count(VERDICT_PASS_MALFORMED, XDP_PASS);
 		l4check = &th->check;
+		tcp_flags = ((__u8 *)th)[13];
 	} else if (iph->protocol == IPPROTO_UDP) {
 		struct udphdr *uh = l4;
 		if ((void *)(uh + 1) > data_end || l4len < sizeof(*uh) ||
@@ -556,17 +414,19 @@ int xdp_lb(struct xdp_md *ctx)
 		if (filter && (*filter & FILTER_NAT_REAL)) {
 			if (!ipv4_csum_ok(iph, hlen, data_end))
 				return count(VERDICT_PASS_MALFORMED, XDP_PASS);
-			return nat_reply(ctx, eth, iph, l4check, ports, tot);
+			return nat_reply(ctx, eth, iph, l4check, ports, tot, tcp_flags);
 		}
 		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
 	}
-
 	if (!ipv4_csum_ok(iph, hlen, data_end))
 		return count(VERDICT_PASS_MALFORMED, XDP_PASS);
+	struct conn_cfg *cfg = get_cfg();
+	if (!cfg)
+		return count(VERDICT_DROP_ERROR, XDP_PASS);
+	__u64 now = now_ns();
 
 	/* An established flow needs neither ctl nor services: its entry names
-	 * the real, and the real's entry its service. A real removed from the
-	 * configuration is invalid, so its flows fall through and reschedule. */
+	 * the real, and the real's entry its service. */
 	struct conn_key ck = {
 		.src = iph->saddr,
 		.dst = iph->daddr,
@@ -576,15 +436,41 @@ int xdp_lb(struct xdp_md *ctx)
 	};
 	__u32 real_id = 0;
 	struct real_val *r = 0;
-	int new_conn = 0;
+	int is_new = 0;
+	int syn = (tcp_flags & 0x02) != 0;
 	struct conn_val *cv = bpf_map_lookup_elem(&conns, &ck);
+	struct conn_val *old = 0;
 	if (cv) {
-		real_id = cv->real_id;
-		r = bpf_map_lookup_elem(&reals, &real_id);
-		if (r && (!(r->flags & REAL_F_VALID) || r->serial != cv->serial))
-			r = 0;
+		if (now >= cv->expires || cv->dead) {
+			conn_retire(cv, cv->expires);
+			old = cv;
+			cv = 0;
+		} else {
+			real_id = cv->real_id;
+			r = bpf_map_lookup_elem(&reals, &real_id);
+			if (r && (!(r->flags & REAL_F_VALID) || r->serial != cv->serial)) {
+				/* Its real was removed: the flow starts over (as IPVS with
+				 * expire_nodest_conn). */
+				conn_retire(cv, now);
+				old = cv;
+				cv = 0;
+				r = 0;
+			} else if (r && syn && !cfg->no_conn_reuse && iph->protocol == IPPROTO_TCP &&
+				   (cv->state == TCP_S_TIME_WAIT || cv->state == TCP_S_CLOSE)) {
+				/* conn_reuse_mode: a new SYN on a closing entry starts a
+				 * new connection; the old one is still counted while it is
+				 * scheduled, then expires. */
+				old = cv;
+				cv = 0;
+				r = 0;
+			}
+		}
 	}
 	if (!r) {
+		/* tcp_conn_schedule: only a SYN (any segment with sloppy_tcp),
+		 * never an RST, starts a TCP connection. */
+		if (iph->protocol == IPPROTO_TCP && (!(syn || cfg->sloppy_tcp) || (tcp_flags & 0x04)))
+			return count(VERDICT_PASS_NO_CONN, XDP_PASS);
 		__u32 zero = 0;
 		struct ctl_val *c = bpf_map_lookup_elem(&ctl, &zero);
 		if (!c)
@@ -602,30 +488,36 @@ int xdp_lb(struct xdp_md *ctx)
 			bucket = addr_bucket(iph->saddr);
 			filter = bpf_map_lookup_elem(&addr_filter, &bucket);
 			if (filter && (*filter & FILTER_NAT_REAL))
-				return nat_reply(ctx, eth, iph, l4check, ports, tot);
+				return nat_reply(ctx, eth, iph, l4check, ports, tot, tcp_flags);
 			return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
 		}
-		r = pick_real(sv, gen, &real_id);
-		if (!r)
+		struct conn_val nc = {};
+		real_id = xlb_new_conn(sv, &ck, gen, &nc, now);
+		if (real_id == NO_REAL)
 			return count(VERDICT_PASS_NO_REAL, XDP_PASS);
-		struct conn_val nv = { .real_id = real_id, .serial = r->serial };
+		if (old)
+			conn_retire(old, now);
+		conn_update(&nc, cfg, iph->protocol, TBL_INPUT, tcp_flags, now);
 		/* Another CPU may have scheduled the same new flow meanwhile: its
 		 * choice wins, so both see one real server. */
-		if (bpf_map_update_elem(&conns, &ck, &nv, cv ? BPF_ANY : BPF_NOEXIST)) {
+		if (bpf_map_update_elem(&conns, &ck, &nc, old ? BPF_ANY : BPF_NOEXIST)) {
+			conn_retire(&nc, now);
 			cv = bpf_map_lookup_elem(&conns, &ck);
 			if (!cv)
 				return count(VERDICT_DROP_ERROR, XDP_DROP);
 			real_id = cv->real_id;
-			r = bpf_map_lookup_elem(&reals, &real_id);
-			if (!r || !(r->flags & REAL_F_VALID))
-				return count(VERDICT_DROP_ERROR, XDP_DROP);
 		} else {
-			new_conn = 1;
+			is_new = 1;
 		}
+		r = bpf_map_lookup_elem(&reals, &real_id);
+		if (!r)
+			return count(VERDICT_DROP_ERROR, XDP_DROP);
+	} else {
+		conn_update(cv, cfg, iph->protocol, TBL_INPUT, tcp_flags, now);
 	}
 
-	account_in(real_id, &real_stats, tot, new_conn);
-	account_in(r->svc_id, &svc_stats, tot, new_conn);
+	account_in(real_id, &real_stats, tot, is_new);
+	account_in(r->svc_id, &svc_stats, tot, is_new);
 
 	if (r->mode == MODE_DR) {
 		__builtin_memcpy(eth->h_dest, r->dmac, ETH_ALEN);
@@ -640,7 +532,7 @@ int xdp_lb(struct xdp_md *ctx)
 	if (iph->ttl <= 1)
 		return count(VERDICT_PASS_TTL, XDP_PASS);
 
-	if (new_conn) {
+	if (is_new) {
 		struct conn_key rk = {
 			.src = r->ip,
 			.dst = iph->saddr,
@@ -670,6 +562,92 @@ int xdp_lb(struct xdp_md *ctx)
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return count(VERDICT_PASS_NO_NEIGH, XDP_PASS);
 	return count(VERDICT_DROP_NO_ROUTE, XDP_DROP);
+}
+
+/*
+ * gc, run by user space every second (and by tests at each clock step):
+ * what IPVS's timers do. Connections first, so that templates see the
+ * connections they control already gone.
+ */
+struct bpf_map;
+
+struct gc_ctx {
+	__u64 now;
+	__u64 ext;
+	__u64 lblc_exp;
+	__u32 conns, templates, nats, lblcs;
+};
+
+static long gc_conn_cb(struct bpf_map *map, struct conn_key *k, struct conn_val *v, struct gc_ctx *c)
+{
+	if (c->now >= v->expires || v->dead) {
+		conn_retire(v, v->expires);
+		bpf_map_delete_elem(&conns, k);
+		c->conns++;
+	}
+	return 0;
+}
+
+static long gc_tmpl_cb(struct bpf_map *map, struct tmpl_key *k, struct tmpl_val *t, struct gc_ctx *c)
+{
+	if (!tmpl_alive(t, c->now, c->ext)) {
+		real_unbind(t->real_id, t->serial, 1, 0);
+		bpf_map_delete_elem(&persist, k);
+		c->templates++;
+	}
+	return 0;
+}
+
+static long gc_nat_cb(struct bpf_map *map, struct conn_key *k, struct nat_val *v, struct gc_ctx *c)
+{
+	struct conn_key fk = {
+		.src = k->dst,
+		.dst = v->vip,
+		.sport = k->dport,
+		.dport = v->vport,
+		.proto = k->proto,
+	};
+	if (!bpf_map_lookup_elem(&conns, &fk)) {
+		bpf_map_delete_elem(&nat, k);
+		c->nats++;
+	}
+	return 0;
+}
+
+static long gc_lblc_cb(struct bpf_map *map, struct lblc_key *k, struct lblc_val *v, struct gc_ctx *c)
+{
+	if (c->now >= v->last_used + c->lblc_exp) {
+		bpf_map_delete_elem(&lblc_table, k);
+		c->lblcs++;
+	}
+	return 0;
+}
+
+/* What one gc run removed, for user space's logs and metrics. */
+struct gc_result {
+	__u32 conns, templates, nats, lblcs;
+};
+
+SEC("syscall")
+int gc(struct gc_result *res)
+{
+	struct conn_cfg *cfg = get_cfg();
+	if (!cfg)
+		return 1;
+	struct gc_ctx c = {
+		.now = now_ns_gc(),
+		.ext = cfg->tmpl_extension,
+		.lblc_exp = (__u64)cfg->lblc_expiration_s * 1000000000ULL,
+	};
+	bpf_for_each_map_elem(&conns, gc_conn_cb, &c, 0);
+	bpf_for_each_map_elem(&persist, gc_tmpl_cb, &c, 0);
+	bpf_for_each_map_elem(&nat, gc_nat_cb, &c, 0);
+	bpf_for_each_map_elem(&lblc_table, gc_lblc_cb, &c, 0);
+	res->conns = c.conns;
+	res->templates = c.templates;
+	res->nats = c.nats;
+	res->lblcs = c.lblcs;
+	return 0;
 }
 
 char _license[] SEC("license") = "GPL";

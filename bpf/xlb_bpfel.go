@@ -13,6 +13,19 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type XlbConnCfg struct {
+	_               structs.HostLayout
+	TcpNext         [3][4][16]uint8
+	TcpActive       [16]uint8
+	TcpTimeout      [16]uint64
+	UdpTimeout      uint64
+	TmplExtension   uint64
+	ExpireQuiescent uint32
+	NoConnReuse     uint32
+	SloppyTcp       uint32
+	LblcExpirationS uint32
+}
+
 type XlbConnKey struct {
 	_     structs.HostLayout
 	Src   uint32
@@ -24,15 +37,31 @@ type XlbConnKey struct {
 }
 
 type XlbConnVal struct {
-	_      structs.HostLayout
-	RealId uint32
-	Serial uint32
+	_        structs.HostLayout
+	RealId   uint32
+	Serial   uint32
+	Expires  uint64
+	State    uint32
+	Flags    uint32
+	Dead     uint32
+	Pad      uint32
+	Tk       XlbTmplKey
+	_        [4]byte
+	TmplBorn uint64
 }
 
 type XlbCtlVal struct {
 	_   structs.HostLayout
 	Gen uint32
 	Pad uint32
+}
+
+type XlbGcResult struct {
+	_         structs.HostLayout
+	Conns     uint32
+	Templates uint32
+	Nats      uint32
+	Lblcs     uint32
 }
 
 type XlbLbMode uint32
@@ -42,6 +71,22 @@ const (
 	XlbLbModeMODE_DR  XlbLbMode = 2
 	XlbLbModeMODE_TUN XlbLbMode = 3
 )
+
+type XlbLblcKey struct {
+	_     structs.HostLayout
+	SvcId uint32
+	Daddr uint32
+}
+
+type XlbLblcVal struct {
+	_        structs.HostLayout
+	LastUsed uint64
+	LastMod  uint64
+	N        uint32
+	Pad      uint32
+	Ids      [8]uint32
+	Serials  [8]uint32
+}
 
 type XlbNatVal struct {
 	_       structs.HostLayout
@@ -55,28 +100,57 @@ type XlbNatVal struct {
 	Lbmac   [6]uint8
 }
 
+type XlbRealConns struct {
+	_          structs.HostLayout
+	Active     uint32
+	Inactive   uint32
+	Persist    uint32
+	Overloaded uint32
+}
+
 type XlbRealVal struct {
-	_       structs.HostLayout
-	Vip     uint32
-	Vport   uint16
-	Proto   uint8
-	Flags   uint8
-	Ip      uint32
-	Port    uint16
-	Mtu     uint16
-	Mode    uint32
-	Serial  uint32
-	SvcId   uint32
-	Ifindex uint32
-	LbIp    uint32
-	Dmac    [6]uint8
-	Smac    [6]uint8
+	_          structs.HostLayout
+	Vip        uint32
+	Vport      uint16
+	Proto      uint8
+	Flags      uint8
+	Ip         uint32
+	Port       uint16
+	Mtu        uint16
+	Mode       uint32
+	Serial     uint32
+	SvcId      uint32
+	Weight     uint32
+	Uthreshold uint32
+	Lthreshold uint32
+	Ifindex    uint32
+	LbIp       uint32
+	Dmac       [6]uint8
+	Smac       [6]uint8
 }
 
 type XlbRrVal struct {
 	_    structs.HostLayout
 	Next uint64
 }
+
+type XlbSchedKind uint32
+
+const (
+	XlbSchedKindSCHED_RR    XlbSchedKind = 0
+	XlbSchedKindSCHED_SH    XlbSchedKind = 1
+	XlbSchedKindSCHED_DH    XlbSchedKind = 2
+	XlbSchedKindSCHED_MH    XlbSchedKind = 3
+	XlbSchedKindSCHED_LC    XlbSchedKind = 4
+	XlbSchedKindSCHED_WLC   XlbSchedKind = 5
+	XlbSchedKindSCHED_SED   XlbSchedKind = 6
+	XlbSchedKindSCHED_NQ    XlbSchedKind = 7
+	XlbSchedKindSCHED_FO    XlbSchedKind = 8
+	XlbSchedKindSCHED_OVF   XlbSchedKind = 9
+	XlbSchedKindSCHED_TWOS  XlbSchedKind = 10
+	XlbSchedKindSCHED_LBLC  XlbSchedKind = 11
+	XlbSchedKindSCHED_LBLCR XlbSchedKind = 12
+)
 
 type XlbStats struct {
 	_        structs.HostLayout
@@ -96,11 +170,39 @@ type XlbSvcKey struct {
 }
 
 type XlbSvcVal struct {
-	_       structs.HostLayout
-	Id      uint32
-	RingOff uint32
-	RingLen uint32
-	Mode    uint32
+	_              structs.HostLayout
+	Id             uint32
+	Sched          uint32
+	Flags          uint32
+	Mode           uint32
+	TabOff         uint32
+	TabLen         uint32
+	MemOff         uint32
+	MemLen         uint32
+	PersistMask    uint32
+	Pad            uint32
+	PersistTimeout uint64
+}
+
+type XlbTmplKey struct {
+	_      structs.HostLayout
+	Client uint32
+	Vip    uint32
+	Vport  uint16
+	Proto  uint8
+	Pad    uint8
+}
+
+type XlbTmplVal struct {
+	_         structs.HostLayout
+	RealId    uint32
+	Serial    uint32
+	Born      uint64
+	Expires   uint64
+	Timeout   uint64
+	ZeroSince uint64
+	N_control uint32
+	Pad       uint32
 }
 
 type XlbVerdict uint32
@@ -122,27 +224,36 @@ const (
 	XlbVerdictVERDICT_DROP_TOO_BIG     XlbVerdict = 13
 	XlbVerdictVERDICT_DROP_NO_ROUTE    XlbVerdict = 14
 	XlbVerdictVERDICT_DROP_ERROR       XlbVerdict = 15
-	XlbVerdictVERDICT_MAX              XlbVerdict = 16
+	XlbVerdictVERDICT_PASS_NO_CONN     XlbVerdict = 16
+	XlbVerdictVERDICT_MAX              XlbVerdict = 17
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	XlbMapAddrFilter    = "addr_filter"
-	XlbMapConns         = "conns"
-	XlbMapCtl           = "ctl"
-	XlbMapNat           = "nat"
-	XlbMapRealStats     = "real_stats"
-	XlbMapReals         = "reals"
-	XlbMapRing          = "ring"
-	XlbMapRr            = "rr"
-	XlbMapServices      = "services"
-	XlbMapSvcStats      = "svc_stats"
-	XlbMapVerdicts      = "verdicts"
-	XlbProgXdpLb        = "xdp_lb"
-	XlbVarUnusedLbMode  = "unused_lb_mode"
-	XlbVarUnusedVerdict = "unused_verdict"
+	XlbMapAddrFilter      = "addr_filter"
+	XlbMapConns           = "conns"
+	XlbMapCtl             = "ctl"
+	XlbMapLblcTable       = "lblc_table"
+	XlbMapNat             = "nat"
+	XlbMapPersist         = "persist"
+	XlbMapRealLoad        = "real_load"
+	XlbMapRealStats       = "real_stats"
+	XlbMapReals           = "reals"
+	XlbMapRing            = "ring"
+	XlbMapRr              = "rr"
+	XlbMapServices        = "services"
+	XlbMapSvcStats        = "svc_stats"
+	XlbMapTrackCfg        = "track_cfg"
+	XlbMapVerdicts        = "verdicts"
+	XlbProgGc             = "gc"
+	XlbProgXdpLb          = "xdp_lb"
+	XlbVarNowOverride     = "now_override"
+	XlbVarRandOverride    = "rand_override"
+	XlbVarUnusedLbMode    = "unused_lb_mode"
+	XlbVarUnusedSchedKind = "unused_sched_kind"
+	XlbVarUnusedVerdict   = "unused_verdict"
 )
 
 // LoadXlb returns the embedded CollectionSpec for Xlb.
@@ -187,6 +298,7 @@ type XlbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XlbProgramSpecs struct {
+	Gc    *ebpf.ProgramSpec `ebpf:"gc"`
 	XdpLb *ebpf.ProgramSpec `ebpf:"xdp_lb"`
 }
 
@@ -197,13 +309,17 @@ type XlbMapSpecs struct {
 	AddrFilter *ebpf.MapSpec `ebpf:"addr_filter"`
 	Conns      *ebpf.MapSpec `ebpf:"conns"`
 	Ctl        *ebpf.MapSpec `ebpf:"ctl"`
+	LblcTable  *ebpf.MapSpec `ebpf:"lblc_table"`
 	Nat        *ebpf.MapSpec `ebpf:"nat"`
+	Persist    *ebpf.MapSpec `ebpf:"persist"`
+	RealLoad   *ebpf.MapSpec `ebpf:"real_load"`
 	RealStats  *ebpf.MapSpec `ebpf:"real_stats"`
 	Reals      *ebpf.MapSpec `ebpf:"reals"`
 	Ring       *ebpf.MapSpec `ebpf:"ring"`
 	Rr         *ebpf.MapSpec `ebpf:"rr"`
 	Services   *ebpf.MapSpec `ebpf:"services"`
 	SvcStats   *ebpf.MapSpec `ebpf:"svc_stats"`
+	TrackCfg   *ebpf.MapSpec `ebpf:"track_cfg"`
 	Verdicts   *ebpf.MapSpec `ebpf:"verdicts"`
 }
 
@@ -211,8 +327,11 @@ type XlbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XlbVariableSpecs struct {
-	UnusedLbMode  *ebpf.VariableSpec `ebpf:"unused_lb_mode"`
-	UnusedVerdict *ebpf.VariableSpec `ebpf:"unused_verdict"`
+	NowOverride     *ebpf.VariableSpec `ebpf:"now_override"`
+	RandOverride    *ebpf.VariableSpec `ebpf:"rand_override"`
+	UnusedLbMode    *ebpf.VariableSpec `ebpf:"unused_lb_mode"`
+	UnusedSchedKind *ebpf.VariableSpec `ebpf:"unused_sched_kind"`
+	UnusedVerdict   *ebpf.VariableSpec `ebpf:"unused_verdict"`
 }
 
 // XlbObjects contains all objects after they have been loaded into the kernel.
@@ -238,13 +357,17 @@ type XlbMaps struct {
 	AddrFilter *ebpf.Map `ebpf:"addr_filter"`
 	Conns      *ebpf.Map `ebpf:"conns"`
 	Ctl        *ebpf.Map `ebpf:"ctl"`
+	LblcTable  *ebpf.Map `ebpf:"lblc_table"`
 	Nat        *ebpf.Map `ebpf:"nat"`
+	Persist    *ebpf.Map `ebpf:"persist"`
+	RealLoad   *ebpf.Map `ebpf:"real_load"`
 	RealStats  *ebpf.Map `ebpf:"real_stats"`
 	Reals      *ebpf.Map `ebpf:"reals"`
 	Ring       *ebpf.Map `ebpf:"ring"`
 	Rr         *ebpf.Map `ebpf:"rr"`
 	Services   *ebpf.Map `ebpf:"services"`
 	SvcStats   *ebpf.Map `ebpf:"svc_stats"`
+	TrackCfg   *ebpf.Map `ebpf:"track_cfg"`
 	Verdicts   *ebpf.Map `ebpf:"verdicts"`
 }
 
@@ -253,13 +376,17 @@ func (m *XlbMaps) Close() error {
 		m.AddrFilter,
 		m.Conns,
 		m.Ctl,
+		m.LblcTable,
 		m.Nat,
+		m.Persist,
+		m.RealLoad,
 		m.RealStats,
 		m.Reals,
 		m.Ring,
 		m.Rr,
 		m.Services,
 		m.SvcStats,
+		m.TrackCfg,
 		m.Verdicts,
 	)
 }
@@ -268,19 +395,24 @@ func (m *XlbMaps) Close() error {
 //
 // It can be passed to LoadXlbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XlbVariables struct {
-	UnusedLbMode  *ebpf.Variable `ebpf:"unused_lb_mode"`
-	UnusedVerdict *ebpf.Variable `ebpf:"unused_verdict"`
+	NowOverride     *ebpf.Variable `ebpf:"now_override"`
+	RandOverride    *ebpf.Variable `ebpf:"rand_override"`
+	UnusedLbMode    *ebpf.Variable `ebpf:"unused_lb_mode"`
+	UnusedSchedKind *ebpf.Variable `ebpf:"unused_sched_kind"`
+	UnusedVerdict   *ebpf.Variable `ebpf:"unused_verdict"`
 }
 
 // XlbPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadXlbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XlbPrograms struct {
+	Gc    *ebpf.Program `ebpf:"gc"`
 	XdpLb *ebpf.Program `ebpf:"xdp_lb"`
 }
 
 func (p *XlbPrograms) Close() error {
 	return _XlbClose(
+		p.Gc,
 		p.XdpLb,
 	)
 }

@@ -134,7 +134,8 @@ func TestObservability(t *testing.T) {
 	}
 	for mp, fields := range map[string][]string{
 		"reals":      {"vip", "vport", "proto", "ip", "port", "mode", "dmac"},
-		"services":   {"vip", "port", "proto", "gen", "ring_len"},
+		"services":   {"vip", "port", "proto", "gen", "sched", "tab_len", "mem_len", "persist_timeout"},
+		"real_load":  {"active", "inactive", "persist", "overloaded"},
 		"real_stats": {"conns", "pkts_in", "bytes_in", "pkts_out", "bytes_out"},
 		"conns":      {"src", "dst", "sport", "dport", "real_id"},
 	} {

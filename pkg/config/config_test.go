@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // testdata lives at the repository root; tests name files the way an
@@ -32,20 +33,23 @@ func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
 // vs returns a virtual server with keepalived's defaults, so that table
 // entries only spell out what a file sets.
 func vs(addr string, port uint16, line int, rs ...RealServer) VirtualServer {
-	return VirtualServer{
-		Address:     ip(addr),
-		Port:        port,
-		Protocol:    TCP,
-		LBAlgo:      "rr",
-		LBKind:      NAT,
-		DelayLoop:   60 * time.Second,
-		RealServers: rs,
-		Line:        line,
-	}
+	v := kvs(addr, port, rs...)
+	v.Line = line
+	return v
 }
 
 func rs(addr string, port uint16, weight, line int) RealServer {
 	return RealServer{Address: ip(addr), Port: port, Weight: weight, Line: line}
+}
+
+// setFile fills in the File of every item, which the tables leave out.
+func setFile(cfg *Config, file string) {
+	for i := range cfg.VirtualServers {
+		cfg.VirtualServers[i].File = file
+		for j := range cfg.VirtualServers[i].RealServers {
+			cfg.VirtualServers[i].RealServers[j].File = file
+		}
+	}
 }
 
 func TestParseGood(t *testing.T) {
@@ -116,8 +120,13 @@ func TestParseGood(t *testing.T) {
 			if err != nil {
 				t.Fatalf("unexpected error:\n%v", err)
 			}
-			want := &Config{File: "testdata/config/" + tt.file, VirtualServers: tt.want}
-			if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			file := "testdata/config/" + tt.file
+			want := &Config{File: file, Global: defaultGlobal(), VirtualServers: slices.Clone(tt.want)}
+			for i := range want.VirtualServers {
+				want.VirtualServers[i].RealServers = slices.Clone(want.VirtualServers[i].RealServers)
+			}
+			setFile(want, file)
+			if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})); diff != "" {
 				t.Errorf("Parse mismatch (-want +got):\n%s", diff)
 			}
 		})
@@ -143,7 +152,7 @@ func TestParseBad(t *testing.T) {
 		{"bad-unknown-key.yaml", []string{
 			`3: virtual_servers[0].lb_algoo: unknown key "lb_algoo"`,
 			`6: virtual_servers[0].real_servers[0].wieght: unknown key "wieght"`,
-			`7: virtual_server: unknown key "virtual_server"`,
+			`7: virtual_server: unknown key "virtual_server" (lb.yaml lists these under "virtual_servers")`,
 		}},
 		{"bad-syntax.yaml", []string{
 			`5: syntax error: could not find flow mapping end token '}'`,
@@ -173,7 +182,7 @@ func TestParseBad(t *testing.T) {
 			`7: virtual_servers[1]: missing required key "port"`,
 		}},
 		{"bad-protocol.yaml", []string{
-			`4: virtual_servers[0].protocol: unknown protocol "SCTP" (want TCP or UDP)`,
+			`4: virtual_servers[0].protocol: protocol "SCTP" is not implemented yet (supported: TCP, UDP)`,
 		}},
 		{"bad-lb-kind.yaml", []string{
 			`4: virtual_servers[0].lvs_method: unknown lb_kind "FNAT" (want NAT, DR or TUN)`,
@@ -189,7 +198,7 @@ func TestParseBad(t *testing.T) {
 		}},
 		{"bad-delay-loop.yaml", []string{
 			`4: virtual_servers[0].delay_loop: 0 is not a valid delay_loop (at least 1 second)`,
-			`7: virtual_servers[1].delay_loop: "1.5" is not an integer`,
+			`7: virtual_servers[1].delay_loop: "soon" is not a number of seconds`,
 		}},
 		{"bad-dup-key.yaml", []string{
 			`5: virtual_servers[0].port: duplicate key "port" (first at line 3)`,
@@ -218,14 +227,29 @@ func TestParseBad(t *testing.T) {
 			`6: virtual_servers[1].address: YAML tags (!!str) are not supported`,
 			`8: virtual_servers[1].real_servers: alias "nope" refers to no earlier anchor`,
 		}},
+		{"bad-tree.yaml", []string{
+			`4: vrrp_scripts[0].weight.value: 300 is not a valid weight (-253 to 253)`,
+			`4: vrrp_scripts[0].weight.reverse: "maybe" is not a boolean (want true, false, yes, no, on or off)`,
+			`5: vrrp_instance: unknown key "vrrp_instance" (lb.yaml lists these under "vrrp_instances")`,
+			`11: vrrp_instances[0].track_script[1]: track_script "nope" is not a defined vrrp_script`,
+			`13: vrrp_instances[0].virtual_ipaddress[0].colour: unknown key "colour"`,
+			`14: vrrp_instances[0].authentication: missing required key "auth_pass"`,
+			`15: vrrp_instances[1].name: duplicate vrrp_instance "VI_1" (first at line 8)`,
+			`19: virtual_servers[0]: address and port, fwmark and group exclude one another`,
+			`29: virtual_servers[1].real_servers[0].checkers[1].FOO_CHECK: unknown checker "FOO_CHECK"`,
+			`30: virtual_servers[1].real_servers[0].checkers[2]: expected a checker: a mapping with one key such as TCP_CHECK, got a mapping`,
+			`31: virtual_servers[1].real_servers[0].checkers[3].HTTP_GET.misc_path: misc_path does not apply to HTTP_GET`,
+			`31: virtual_servers[1].real_servers[0].checkers[3].HTTP_GET.urls[0].status_code[1]: "999" is not a valid status_code (a code or range within 100-599)`,
+			`32: virtual_servers[1].real_servers[0].checkers[4]: expected a checker: a mapping with one key such as TCP_CHECK, got an integer`,
+		}},
 		{"bad-many.yaml", []string{
 			`3: virtual_servers[0].address: "10.50.1.256" is not a valid IPv4 address`,
-			`5: virtual_servers[0].protocol: unknown protocol "ICMP" (want TCP or UDP)`,
+			`5: virtual_servers[0].protocol: unknown protocol "ICMP" (want TCP, UDP or SCTP)`,
 			`6: virtual_servers[0].lb_algo: lb_algo "wrr" is not implemented yet (supported: rr)`,
 			`9: virtual_servers[0].real_servers[1]: duplicate real server 10.50.2.11:8080 (first at line 8)`,
 			`11: virtual_servers[1].port: "8o" is not an integer`,
 			`12: virtual_servers[1].lb_kind: unknown lb_kind "DSR" (want NAT, DR or TUN)`,
-			`13: virtual_servers[1].persistence_timeout: unknown key "persistence_timeout"`,
+			`13: virtual_servers[1].persistance_timeout: unknown key "persistance_timeout"`,
 			`15: virtual_servers[1].real_servers[0].port: 65536 is not a valid port (1-65535)`,
 			`16: virtual_servers[1].real_servers[1]: missing required key "address"`,
 		}},
@@ -486,5 +510,79 @@ func TestSchedulers(t *testing.T) {
 	}
 	if _, ok := schedulers[DefaultLBAlgo]; !ok || !schedulers[DefaultLBAlgo] {
 		t.Errorf("default scheduler %q is not implemented", DefaultLBAlgo)
+	}
+}
+
+// The lb.yaml shapes of the keepalived tree: warnings for what keepalived
+// knows and xlbd ignores, and the scalar and mapping forms of keywords with
+// several arguments.
+func TestYAMLTree(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       string // error text; empty means success
+		warnings   []string
+	}{
+		{
+			name: "ignored keys warn",
+			yaml: "global_defs: {enable_snmp_vrrp: true}\nstatic_ipaddress: [10.0.0.1/24]\n" +
+				"vrrp_instances: [{name: v, interface: e, virtual_router_id: 1, use_vmac: true, virtual_ipaddress: [10.0.0.1]}]\n" +
+				"virtual_servers: [{address: 10.0.0.1, port: 80, real_servers: [{address: 10.0.0.2, port: 80, checkers: [BFD_CHECK, {TCP_CHECK: {bind_if: eth0}}]}]}]\n",
+			warnings: []string{
+				`lb.yaml:1: global_defs.enable_snmp_vrrp: key "enable_snmp_vrrp" is not implemented by xlbd; ignored`,
+				`lb.yaml:2: static_ipaddress: key "static_ipaddress" is not implemented by xlbd; ignored`,
+				`lb.yaml:3: vrrp_instances[0].use_vmac: key "use_vmac" is not implemented by xlbd; ignored`,
+				`lb.yaml:4: virtual_servers[0].real_servers[0].checkers[0].BFD_CHECK: checker "BFD_CHECK" is not implemented by xlbd; ignored`,
+				`lb.yaml:4: virtual_servers[0].real_servers[0].checkers[1].TCP_CHECK.bind_if: key "bind_if" is not implemented by xlbd; ignored`,
+			},
+		},
+		{
+			name: "scalar and mapping forms",
+			yaml: "global_defs:\n  smtp_server: {address: mail.example.com, port: 587}\n  script_user: {user: u, group: g}\n" +
+				"vrrp_scripts:\n  - {name: s, script: x, weight: {value: 5, reverse: true}, user: nobody}\n",
+		},
+		{
+			name: "list where a value belongs",
+			yaml: "global_defs: {smtp_server: [a]}\n",
+			want: "lb.yaml:1: global_defs.smtp_server: expected a single value, got a list",
+		},
+		{
+			name: "sync group member and empty notify",
+			yaml: "vrrp_sync_groups: [{name: g, group: [x], notify_master: {user: root}}]\n",
+			want: "lb.yaml:1: vrrp_sync_groups[0].group[0]: \"x\" is not a defined vrrp_instance\n" +
+				"lb.yaml:1: vrrp_sync_groups[0].notify_master: missing required key \"script\"",
+		},
+		{
+			name: "real server port is required outside fwmark services",
+			yaml: "virtual_servers: [{fwmark: 1, real_servers: [{address: 10.0.0.2}]}, {address: 10.0.0.1, port: 80, real_servers: [{address: 10.0.0.2}]}]\n",
+			want: `lb.yaml:1: virtual_servers[1].real_servers[0]: missing required key "port"`,
+		},
+		{
+			name: "accept false is no_accept",
+			yaml: "vrrp_instances: [{name: v, interface: e, virtual_router_id: 1, accept: false, no_accept: false}]\n",
+			want: "lb.yaml:1: vrrp_instances[0].no_accept: no_accept contradicts accept",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("lb.yaml", []byte(tt.yaml))
+			if tt.want != "" {
+				if err == nil || err.Error() != tt.want {
+					t.Fatalf("error:\n got %v\nwant %s", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range cfg.Warnings {
+				if !strings.Contains(w.Msg, "no virtual_ipaddress") {
+					got = append(got, w.Error())
+				}
+			}
+			if diff := cmp.Diff(tt.warnings, got); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

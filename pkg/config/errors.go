@@ -11,7 +11,7 @@ import (
 type Error struct {
 	File string
 	Line int    // 1-based; 0 when the problem has no single line
-	Path string // YAML path such as "virtual_servers[0].port"; may be empty
+	Path string // where in the tree: "virtual_servers[0].port" in lb.yaml, "virtual_server[10.0.0.1 80].delay_loop" in keepalived.conf; may be empty
 	Msg  string
 }
 
@@ -52,24 +52,104 @@ func (l ErrorList) Unwrap() []error {
 	return errs
 }
 
-// diag collects errors for one file so that parsing and validation can go on
-// after the first problem.
-type diag struct {
-	file string
-	errs ErrorList
+// syntax says which front end is reading, for the few messages that name
+// the unit of configuration: a YAML "key" or a keepalived.conf "keyword".
+type syntax uint8
+
+const (
+	syntaxYAML syntax = iota
+	syntaxKeepalived
+)
+
+func (s syntax) word() string {
+	if s == syntaxKeepalived {
+		return "keyword"
+	}
+	return "key"
 }
 
+// diag collects errors and warnings for one configuration, which may span
+// several files (keepalived.conf includes), so that parsing and validation
+// can go on after the first problem.
+type diag struct {
+	file   string // the main file; positions with no file of their own are in it
+	syntax syntax
+	files  []string // every file read, in order, for sorting
+	errs   ErrorList
+	warns  []*Error
+}
+
+func newDiag(file string, s syntax) *diag {
+	return &diag{file: file, syntax: s, files: []string{file}}
+}
+
+// add reports an error in the main file.
 func (d *diag) add(line int, path, format string, args ...any) {
 	d.errs = append(d.errs, &Error{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-// err returns the collected errors sorted by line, or nil. The sort is
-// stable so that problems on one line stay in the order they were found,
-// which follows the file.
+// at reports an error at p.
+func (d *diag) at(p pos, format string, args ...any) {
+	d.errs = append(d.errs, d.newError(p, format, args...))
+}
+
+// warn records a warning at p.
+func (d *diag) warn(p pos, format string, args ...any) {
+	d.warns = append(d.warns, d.newError(p, format, args...))
+}
+
+func (d *diag) newError(p pos, format string, args ...any) *Error {
+	file := p.File
+	if file == "" {
+		file = d.file
+	}
+	return &Error{File: file, Line: p.Line, Path: p.Path, Msg: fmt.Sprintf(format, args...)}
+}
+
+// where formats p for messages that point back at an earlier place: just
+// the line within the same file, the file and line across files.
+func (d *diag) where(p, from pos) string {
+	if d.fileOf(p) == d.fileOf(from) {
+		return fmt.Sprintf("line %d", p.Line)
+	}
+	return fmt.Sprintf("%s:%d", d.fileOf(p), p.Line)
+}
+
+func (d *diag) fileOf(p pos) string {
+	if p.File == "" {
+		return d.file
+	}
+	return p.File
+}
+
+// sort orders problems by file, in the order the files were read, then by
+// line. The sort is stable so that problems on one line stay in the order
+// they were found, which follows the file.
+func (d *diag) sort(l []*Error) {
+	rank := make(map[string]int, len(d.files))
+	for i, f := range d.files {
+		if _, ok := rank[f]; !ok {
+			rank[f] = i
+		}
+	}
+	slices.SortStableFunc(l, func(a, b *Error) int {
+		if c := cmp.Compare(rank[a.File], rank[b.File]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Line, b.Line)
+	})
+}
+
+// err returns the collected errors, sorted, or nil.
 func (d *diag) err() error {
 	if len(d.errs) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(d.errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
+	d.sort(d.errs)
 	return d.errs
+}
+
+func (d *diag) warnings() []*Error {
+	d.sort(d.warns)
+	return d.warns
 }

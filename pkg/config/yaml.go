@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,35 +19,7 @@ import (
 // missing key should have been, while the AST has a position for every key
 // and value and lets us report every unknown key.
 
-// The functions below list the accepted keys of each mapping, returning
-// each key's canonical name so that keepalived's old spelling and the new
-// one count as the same key.
-
-func topKey(key string) (string, bool) {
-	return key, key == "virtual_servers"
-}
-
-func virtualServerKey(key string) (string, bool) {
-	switch key {
-	case "address", "port", "protocol", "lb_algo", "lb_kind", "delay_loop", "real_servers":
-		return key, true
-	case "lvs_sched":
-		return "lb_algo", true
-	case "lvs_method":
-		return "lb_kind", true
-	}
-	return "", false
-}
-
-func realServerKey(key string) (string, bool) {
-	switch key {
-	case "address", "port", "weight":
-		return key, true
-	}
-	return "", false
-}
-
-// yamlReader turns one YAML document into a rawConfig.
+// yamlReader turns one YAML document into a raw tree.
 type yamlReader struct {
 	d *diag
 
@@ -61,7 +34,7 @@ type yamlReader struct {
 	exhausted bool
 }
 
-func parseYAML(d *diag, data []byte) rawConfig {
+func parseYAML(d *diag, data []byte) *rawNode {
 	f, err := parseBytes(data)
 	if err != nil {
 		line, msg := 0, err.Error()
@@ -74,7 +47,7 @@ func parseYAML(d *diag, data []byte) rawConfig {
 			msg = msg[:i]
 		}
 		d.add(line, "", "syntax error: %s", printable(msg))
-		return rawConfig{}
+		return newNode(pos{})
 	}
 
 	var body ast.Node
@@ -95,16 +68,16 @@ func parseYAML(d *diag, data []byte) rawConfig {
 	if body == nil {
 		// An empty file is a valid config with no services, as an empty
 		// keepalived.conf is.
-		return rawConfig{}
+		return newNode(pos{})
 	}
 
 	r := &yamlReader{d: d, anchors: map[string][]*ast.AnchorNode{}, budget: 1<<20 + 4*len(data)}
 	r.collectAnchors(body)
-	raw := r.config(body)
+	raw := r.root(body)
 	if r.exhausted {
 		// What was read is a fraction of the document; validating it would
 		// only add misleading messages.
-		return rawConfig{}
+		return newNode(pos{})
 	}
 	return raw
 }
@@ -122,86 +95,181 @@ func parseBytes(data []byte) (f *ast.File, err error) {
 	return parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
 }
 
-func (r *yamlReader) config(n ast.Node) rawConfig {
-	var raw rawConfig
-	entries, _ := r.mapping(n, "", topKey)
+// root reads the top-level mapping.
+func (r *yamlReader) root(n ast.Node) *rawNode {
+	root, _ := r.block(n, "", rootBlock, pos{Line: startLine(n)})
+	return root
+}
+
+// block reads a mapping of b's keys into a node at p. ok is false when n
+// is not a mapping at all, so that a list item can be dropped instead of
+// having every required key reported missing.
+func (r *yamlReader) block(n ast.Node, path string, b *block, p pos) (*rawNode, bool) {
+	errs := len(r.d.errs)
+	node := newNode(p)
+	entries, ok := r.mapping(n, path, b)
 	for _, e := range entries {
-		switch e.canon {
-		case "virtual_servers":
-			for i, item := range r.list(e.value, e.path) {
-				path := e.path + "[" + strconv.Itoa(i) + "]"
-				if vs, ok := r.virtualServer(item, path); ok {
-					raw.VirtualServers = append(raw.VirtualServers, vs)
-				}
+		r.entry(node, e)
+	}
+	node.Bad = len(r.d.errs) != errs
+	return node, ok
+}
+
+func (r *yamlReader) entry(node *rawNode, e entry) {
+	k := e.key
+	f := &rawField{pos: pos{Line: e.line, Path: e.path}, as: e.as}
+	node.fields[k.name] = f
+	switch k.kind {
+	case kValue, kFlag:
+		f.val = r.scalar(e)
+	case kWords, kValues:
+		f.vals = r.scalars(e)
+	case kStruct:
+		f.node = r.structure(e, k)
+	case kBlock:
+		f.node, _ = r.block(e.value, e.path, k.sub, f.pos)
+	case kItems, kLines:
+		for i, item := range r.list(e.value, e.path) {
+			path := e.path + "[" + strconv.Itoa(i) + "]"
+			at := pos{Line: item.line, Path: path}
+			var n *rawNode
+			ok := true
+			switch {
+			case k.typed:
+				n, ok = r.checker(item, at)
+			case k.kind == kLines && k.short != "" && !r.isMapping(item.node):
+				n = newNode(at)
+				n.setVal(k.short, r.scalar(entry{line: item.line, path: path, value: item.node}))
+				n.Bad = n.val(k.short).Bad
+			default:
+				n, ok = r.block(item.node, path, k.sub, at)
+			}
+			if ok {
+				f.items = append(f.items, n)
 			}
 		}
 	}
-	return raw
 }
 
-func (r *yamlReader) virtualServer(item listItem, path string) (rawVirtualServer, bool) {
-	n := len(r.d.errs)
-	vs := rawVirtualServer{pos: pos{Line: item.line, Path: path}}
-	entries, ok := r.mapping(item.node, path, virtualServerKey)
-	for _, e := range entries {
-		switch e.canon {
-		case "address":
-			vs.Address = r.scalar(e)
-		case "port":
-			vs.Port = r.scalar(e)
-		case "protocol":
-			vs.Protocol = r.scalar(e)
-		case "lb_algo":
-			vs.LBAlgo = r.scalar(e)
-		case "lb_kind":
-			vs.LBKind = r.scalar(e)
-		case "delay_loop":
-			vs.DelayLoop = r.scalar(e)
-		case "real_servers":
-			for i, item := range r.list(e.value, e.path) {
-				path := e.path + "[" + strconv.Itoa(i) + "]"
-				if rs, ok := r.realServer(item, path); ok {
-					vs.RealServers = append(vs.RealServers, rs)
-				}
+// isMapping reports whether n is a mapping, resolving aliases without
+// reporting anything (the caller reads n again and reports then).
+func (r *yamlReader) isMapping(n ast.Node) bool {
+	for range 64 {
+		switch v := n.(type) {
+		case *ast.AnchorNode:
+			n = v.Value
+		case *ast.AliasNode:
+			a := r.anchorFor(v)
+			if a == nil {
+				return false
 			}
+			n = a.Value
+		case *ast.MappingNode, *ast.MappingValueNode:
+			return true
+		default:
+			return false
 		}
 	}
-	vs.Bad = len(r.d.errs) != n
-	return vs, ok
+	return false
 }
 
-func (r *yamlReader) realServer(item listItem, path string) (rawRealServer, bool) {
-	n := len(r.d.errs)
-	rs := rawRealServer{pos: pos{Line: item.line, Path: path}}
-	entries, ok := r.mapping(item.node, path, realServerKey)
-	for _, e := range entries {
-		switch e.canon {
-		case "address":
-			rs.Address = r.scalar(e)
-		case "port":
-			rs.Port = r.scalar(e)
-		case "weight":
-			rs.Weight = r.scalar(e)
+// structure reads a keyword with named arguments: a mapping of them, or a
+// scalar standing for the first.
+func (r *yamlReader) structure(e entry, k *key) *rawNode {
+	at := pos{Line: e.line, Path: e.path}
+	if k.short == "" || r.isMapping(e.value) {
+		n, _ := r.block(e.value, e.path, k.sub, at)
+		return n
+	}
+	n := newNode(at)
+	v := r.scalar(e)
+	n.setVal(k.short, v)
+	n.Bad = v.Bad
+	return n
+}
+
+// scalars reads a list of values; a single value counts as a list of one,
+// and an empty key as an empty list.
+func (r *yamlReader) scalars(e entry) []*rawValue {
+	n, ok := r.resolve(e.value, e.path)
+	if !ok {
+		return []*rawValue{{pos: pos{Line: e.line, Path: e.path}, Bad: true}}
+	}
+	switch n.(type) {
+	case *ast.NullNode:
+		return nil
+	case *ast.SequenceNode:
+		var vals []*rawValue
+		for i, item := range r.list(n, e.path) {
+			vals = append(vals, r.scalar(entry{line: item.line, path: e.path + "[" + strconv.Itoa(i) + "]", value: item.node}))
+		}
+		return vals
+	}
+	return []*rawValue{r.scalar(e)}
+}
+
+// checker reads one item of checkers: a mapping with the checker's name as
+// its only key, `- TCP_CHECK: {connect_timeout: 3}`, or just the name.
+func (r *yamlReader) checker(item listItem, at pos) (*rawNode, bool) {
+	n, ok := r.resolve(item.node, at.Path)
+	if !ok {
+		return nil, false
+	}
+	var name string
+	var body ast.Node
+	var nameLine int
+	switch v := n.(type) {
+	case *ast.StringNode:
+		name, nameLine = v.Value, startLine(v)
+	case *ast.MappingNode:
+		if len(v.Values) == 1 && v.Values[0] != nil && v.Values[0].Key != nil {
+			name, nameLine, body = keyText(v.Values[0].Key), tokenLine(v.Values[0].Key.GetToken()), v.Values[0].Value
+		}
+	case *ast.MappingValueNode:
+		if v.Key != nil {
+			name, nameLine, body = keyText(v.Key), tokenLine(v.Key.GetToken()), v.Value
 		}
 	}
-	rs.Bad = len(r.d.errs) != n
-	return rs, ok
+	if name == "" {
+		r.d.add(startLine(n), at.Path, "expected a checker: a mapping with one key such as TCP_CHECK, got %s", describe(n))
+		return nil, false
+	}
+	path := at.Path + "." + name
+	if _, known := checkerTypes[CheckerType(name)]; !known {
+		if realServerBlock.ignored[name] {
+			r.d.warn(pos{Line: nameLine, Path: path}, "checker %q is not implemented by xlbd; ignored", name)
+		} else {
+			r.d.add(nameLine, path, "unknown checker %q", name)
+		}
+		return nil, false
+	}
+	errs := len(r.d.errs)
+	var node *rawNode
+	if body == nil {
+		node = newNode(at)
+	} else if node, ok = r.block(body, path, checkerBlock, at); !ok {
+		return nil, false
+	}
+	node.setVal(checkerField, &rawValue{pos: pos{Line: nameLine, Path: path}, Text: name})
+	node.Bad = len(r.d.errs) != errs
+	return node, true
 }
 
 // entry is one known key of a mapping.
 type entry struct {
-	canon string // canonical key name
+	key   *key
+	as    string // the key as written
 	line  int    // line of the key
 	path  string // path including the key as written
 	value ast.Node
 }
 
 // mapping returns the known keys of n in file order, reporting unknown and
-// repeated ones. ok is false when n is not a mapping at all, so that a list
-// item can be dropped instead of having every required key reported
-// missing. An empty item ("- ") counts as an empty mapping, whose missing
-// keys are the useful message.
-func (r *yamlReader) mapping(n ast.Node, path string, keys func(string) (string, bool)) (_ []entry, ok bool) {
+// repeated ones and warning about keys keepalived knows but xlbd does not
+// implement. ok is false when n is not a mapping at all. An empty item
+// ("- ") counts as an empty mapping, whose missing keys are the useful
+// message.
+func (r *yamlReader) mapping(n ast.Node, path string, b *block) (_ []entry, ok bool) {
 	n, ok = r.resolve(n, path)
 	if !ok {
 		return nil, false
@@ -223,39 +291,57 @@ func (r *yamlReader) mapping(n ast.Node, path string, keys func(string) (string,
 		return nil, false
 	}
 
-	type first struct {
+	type firstKey struct {
 		key  string
 		line int
 	}
-	seen := map[string]first{}
+	seen := map[string]firstKey{}
 	var entries []entry
 	for _, p := range pairs {
 		if p == nil || p.Key == nil {
 			continue
 		}
-		key, line := keyText(p.Key), tokenLine(p.Key.GetToken())
-		kpath := join(path, key)
+		name, line := keyText(p.Key), tokenLine(p.Key.GetToken())
+		kpath := join(path, name)
 		if _, merge := p.Key.(*ast.MergeKeyNode); merge {
 			r.d.add(line, kpath, "merge keys (<<) are not supported")
 			continue
 		}
-		canon, known := keys(key)
-		if !known {
-			r.d.add(line, kpath, "unknown key %q", key)
-			continue
-		}
-		if f, dup := seen[canon]; dup {
-			if f.key == key {
-				r.d.add(line, kpath, "duplicate key %q (first at line %d)", key, f.line)
-			} else {
-				r.d.add(line, kpath, "duplicate key %q (already given as %q at line %d)", key, f.key, f.line)
+		k := b.yaml[name]
+		if k == nil {
+			switch plural := pluralOf(b, name); {
+			case b.ignored[name]:
+				r.d.warn(pos{Line: line, Path: kpath}, "key %q is not implemented by xlbd; ignored", name)
+			case plural != "":
+				r.d.add(line, kpath, "unknown key %q (lb.yaml lists these under %q)", name, plural)
+			default:
+				r.d.add(line, kpath, "unknown key %q", name)
 			}
 			continue
 		}
-		seen[canon] = first{key, line}
-		entries = append(entries, entry{canon: canon, line: line, path: kpath, value: p.Value})
+		if f, dup := seen[k.name]; dup {
+			if f.key == name {
+				r.d.add(line, kpath, "duplicate key %q (first at line %d)", name, f.line)
+			} else {
+				r.d.add(line, kpath, "duplicate key %q (already given as %q at line %d)", name, f.key, f.line)
+			}
+			continue
+		}
+		seen[k.name] = firstKey{name, line}
+		entries = append(entries, entry{key: k, as: name, line: line, path: kpath, value: p.Value})
 	}
 	return entries, true
+}
+
+// pluralOf finds the lb.yaml list that holds what keepalived.conf calls
+// name, for a hint when a keepalived keyword is used as a YAML key.
+func pluralOf(b *block, name string) string {
+	for _, k := range b.keys {
+		if k.kind == kItems && slices.Contains(k.kws, name) {
+			return k.name
+		}
+	}
+	return ""
 }
 
 // listItem is one element of a YAML list with the line of its "-".

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 )
 
 // Kind is a forwarding method, named as in keepalived's lb_kind.
@@ -35,6 +36,15 @@ func (k Kind) String() string {
 // State is everything the data plane should forward.
 type State struct {
 	Services []Service
+	// Timeouts are keepalived's lvs_timeouts; zero keeps IPVS's default.
+	Timeouts Timeouts
+}
+
+// Timeouts are IPVS's connection timeouts that keepalived can set.
+type Timeouts struct {
+	TCP    time.Duration // ESTABLISHED (900 s)
+	TCPFin time.Duration // FIN_WAIT (120 s)
+	UDP    time.Duration // 300 s
 }
 
 // Service is one virtual service.
@@ -43,8 +53,15 @@ type Service struct {
 	Port     uint16
 	Protocol uint8 // IP protocol number: 6 TCP, 17 UDP
 	Sched    string
-	Kind     Kind
-	Reals    []Real
+	// SchedFlags are IPVS's scheduler flags: "sh-fallback", "sh-port",
+	// "mh-fallback", "mh-port".
+	SchedFlags []string
+	Kind       Kind
+	// PersistTimeout > 0 makes the service persistent: a client (its
+	// address masked to PersistPrefix bits) sticks to its real server.
+	PersistTimeout time.Duration
+	PersistPrefix  int // 0: the whole address
+	Reals          []Real
 }
 
 // Key names the service in logs and maps: "10.50.1.100:80/TCP".
@@ -61,6 +78,9 @@ type Real struct {
 	Addr   netip.Addr
 	Port   uint16
 	Weight int
+	// UThreshold and LThreshold are the connection counts at which the real
+	// counts as overloaded and stops being so (0: none).
+	UThreshold, LThreshold int
 }
 
 // Backend forwards packets for a State.
@@ -91,6 +111,12 @@ type RealStatus struct {
 	Port     uint16     `json:"port"`
 	Weight   int        `json:"weight"`
 	Counters `json:"counters"`
+	// ActiveConns and InactiveConns are IPVS's activeconns and inactconns;
+	// PersistConns the persistence templates pointing at the real.
+	ActiveConns   uint32 `json:"active_connections"`
+	InactiveConns uint32 `json:"inactive_connections"`
+	PersistConns  uint32 `json:"persistent_templates"`
+	Overloaded    bool   `json:"overloaded"`
 	// Reachable is false for a DR or TUN real whose MAC is not known yet:
 	// it takes no new flows.
 	Reachable bool `json:"reachable"`
@@ -103,8 +129,11 @@ type ServiceStatus struct {
 	Protocol string     `json:"protocol"`
 	Sched    string     `json:"scheduler"`
 	Kind     string     `json:"forwarding"`
-	Counters `json:"counters"`
-	Reals    []RealStatus `json:"reals"`
+	// Persistence is the persistence timeout, 0 when not persistent.
+	Persistence   time.Duration `json:"persistence_timeout"`
+	PersistPrefix int           `json:"persistence_prefix,omitempty"`
+	Counters      `json:"counters"`
+	Reals         []RealStatus `json:"reals"`
 }
 
 // Attachment is the balancer on one interface.
@@ -121,8 +150,9 @@ type Status struct {
 	Verdicts    map[string]uint64 `json:"verdicts,omitempty"`
 	// Flows is the number of entries in the connection table, NATFlows
 	// in the NAT reply table; -1 when unknown.
-	Flows    int `json:"flows"`
-	NATFlows int `json:"nat_flows"`
+	Flows     int `json:"flows"`
+	NATFlows  int `json:"nat_flows"`
+	Templates int `json:"persistence_templates"`
 }
 
 // ProtocolName is "TCP", "UDP" or "proto N".

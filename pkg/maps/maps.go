@@ -25,8 +25,36 @@ const DefaultPinDir = "/sys/fs/bpf/xlbd"
 const (
 	MaxServices = 4096
 	MaxReals    = 65536
-	RingHalf    = 262144
+	RingHalf    = 1048576
 )
+
+// Scheduler kinds as the BPF program knows them.
+type SchedKind uint32
+
+const (
+	SchedSequence = SchedKind(xbpf.XlbSchedKindSCHED_RR) // rr and wrr
+	SchedSH       = SchedKind(xbpf.XlbSchedKindSCHED_SH)
+	SchedDH       = SchedKind(xbpf.XlbSchedKindSCHED_DH)
+	SchedMH       = SchedKind(xbpf.XlbSchedKindSCHED_MH)
+	SchedLC       = SchedKind(xbpf.XlbSchedKindSCHED_LC)
+	SchedWLC      = SchedKind(xbpf.XlbSchedKindSCHED_WLC)
+	SchedSED      = SchedKind(xbpf.XlbSchedKindSCHED_SED)
+	SchedNQ       = SchedKind(xbpf.XlbSchedKindSCHED_NQ)
+	SchedFO       = SchedKind(xbpf.XlbSchedKindSCHED_FO)
+	SchedOVF      = SchedKind(xbpf.XlbSchedKindSCHED_OVF)
+	SchedTWOS     = SchedKind(xbpf.XlbSchedKindSCHED_TWOS)
+	SchedLBLC     = SchedKind(xbpf.XlbSchedKindSCHED_LBLC)
+)
+
+// Service flags, as in bpf/xlb_maps.h.
+const (
+	SvcPersist  = 0x0001
+	SvcFallback = 0x0008
+	SvcPort     = 0x0010
+)
+
+// NoReal marks an empty slot in a scheduler table.
+const NoReal = 0xffffffff
 
 // Forwarding modes as the BPF program knows them.
 type Mode uint32
@@ -55,14 +83,21 @@ const RealValid = 1
 // Aliases of the generated key and value types, so users need not import
 // the bpf package.
 type (
-	SvcKey  = xbpf.XlbSvcKey
-	SvcVal  = xbpf.XlbSvcVal
-	RealVal = xbpf.XlbRealVal
-	CtlVal  = xbpf.XlbCtlVal
-	ConnKey = xbpf.XlbConnKey
-	ConnVal = xbpf.XlbConnVal
-	NATVal  = xbpf.XlbNatVal
-	Stats   = xbpf.XlbStats
+	SvcKey    = xbpf.XlbSvcKey
+	SvcVal    = xbpf.XlbSvcVal
+	RealVal   = xbpf.XlbRealVal
+	RealLoad  = xbpf.XlbRealConns
+	CtlVal    = xbpf.XlbCtlVal
+	TrackCfg  = xbpf.XlbConnCfg
+	ConnKey   = xbpf.XlbConnKey
+	ConnVal   = xbpf.XlbConnVal
+	TmplKey   = xbpf.XlbTmplKey
+	TmplVal   = xbpf.XlbTmplVal
+	NATVal    = xbpf.XlbNatVal
+	Stats     = xbpf.XlbStats
+	GCResult  = xbpf.XlbGcResult
+	LBLCKey   = xbpf.XlbLblcKey
+	LBLCValue = xbpf.XlbLblcVal
 )
 
 // Set is the loaded balancer: its program and every map.
@@ -79,6 +114,17 @@ type Set struct {
 	SvcStats  *Stats64
 	Verdicts  *Verdicts
 	Filter    *Filter
+	RealLoad  *RealLoads
+	Track     *Track
+	Persist   *Persist
+	LBLC      *ebpf.Map
+	// GC retires expired connections, templates and lblc entries (nil when
+	// opened read-only).
+	GC *GC
+	// Clock, when set, replaces bpf_ktime_get_ns; for tests.
+	Clock *ebpf.Variable
+	// Rand, when set, replaces the two random draws of twos; for tests.
+	Rand *ebpf.Variable
 
 	PinDir string
 	objs   xbpf.XlbObjects
@@ -124,6 +170,9 @@ func Load(pinDir string, o Options) (*Set, error) {
 	}
 	s.Program = s.objs.XdpLb
 	s.wrap()
+	s.GC = &GC{prog: s.objs.Gc}
+	s.Clock = s.objs.NowOverride
+	s.Rand = s.objs.RandOverride
 	return s, nil
 }
 
@@ -140,6 +189,10 @@ func (s *Set) wrap() {
 	s.SvcStats = &Stats64{m.SvcStats}
 	s.Verdicts = &Verdicts{m.Verdicts}
 	s.Filter = &Filter{m: m.AddrFilter}
+	s.RealLoad = &RealLoads{m.RealLoad}
+	s.Track = &Track{m.TrackCfg}
+	s.Persist = &Persist{m.Persist}
+	s.LBLC = m.LblcTable
 }
 
 // Close releases the file descriptors; pinned maps stay.
@@ -154,8 +207,7 @@ func (s *Set) Close() error {
 // Unpin removes every map's pin, so the maps go away with the last user.
 func (s *Set) Unpin() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{s.objs.Conns, s.objs.Ctl, s.objs.Nat, s.objs.RealStats, s.objs.Reals,
-		s.objs.Ring, s.objs.Rr, s.objs.Services, s.objs.SvcStats, s.objs.Verdicts, s.objs.AddrFilter} {
+	for _, m := range s.allMaps() {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)
 		}
@@ -235,6 +287,8 @@ func OpenPinned(dir string) (*Set, error) {
 		xbpf.XlbMapRealStats: &m.RealStats, xbpf.XlbMapReals: &m.Reals, xbpf.XlbMapRing: &m.Ring,
 		xbpf.XlbMapRr: &m.Rr, xbpf.XlbMapServices: &m.Services, xbpf.XlbMapSvcStats: &m.SvcStats,
 		xbpf.XlbMapVerdicts: &m.Verdicts, xbpf.XlbMapAddrFilter: &m.AddrFilter,
+		xbpf.XlbMapRealLoad: &m.RealLoad, xbpf.XlbMapTrackCfg: &m.TrackCfg, xbpf.XlbMapPersist: &m.Persist,
+		xbpf.XlbMapLblcTable: &m.LblcTable,
 	} {
 		mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
@@ -248,11 +302,15 @@ func OpenPinned(dir string) (*Set, error) {
 }
 
 func (s *Set) closeMaps() {
-	m := &s.objs.XlbMaps
-	for _, mp := range []*ebpf.Map{m.Conns, m.Ctl, m.Nat, m.RealStats, m.Reals, m.Ring, m.Rr, m.Services,
-		m.SvcStats, m.Verdicts, m.AddrFilter} {
+	for _, mp := range s.allMaps() {
 		if mp != nil {
 			mp.Close()
 		}
 	}
+}
+
+func (s *Set) allMaps() []*ebpf.Map {
+	m := &s.objs.XlbMaps
+	return []*ebpf.Map{m.Conns, m.Ctl, m.Nat, m.RealStats, m.Reals, m.Ring, m.Rr, m.Services,
+		m.SvcStats, m.Verdicts, m.AddrFilter, m.RealLoad, m.TrackCfg, m.Persist, m.LblcTable}
 }

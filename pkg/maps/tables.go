@@ -48,7 +48,7 @@ func (s *Services) All() (map[SvcKey]SvcVal, error) {
 // back to back: generation g's slots start at g*RingHalf.
 type Ring struct{ m *ebpf.Map }
 
-// Write stores ids from slot gen*RingHalf+off on, in one batch.
+// Write stores ids from slot gen*RingHalf+off on, in batches.
 func (r *Ring) Write(gen uint32, off uint32, ids []uint32) error {
 	if len(ids) == 0 {
 		return nil
@@ -60,8 +60,25 @@ func (r *Ring) Write(gen uint32, off uint32, ids []uint32) error {
 	for i := range ids {
 		keys[i] = gen*RingHalf + off + uint32(i)
 	}
-	_, err := r.m.BatchUpdate(keys, ids, nil)
-	return err
+	for len(keys) > 0 {
+		n := min(len(keys), 65536)
+		if _, err := r.m.BatchUpdate(keys[:n], ids[:n], nil); err != nil {
+			return err
+		}
+		keys, ids = keys[n:], ids[n:]
+	}
+	return nil
+}
+
+// Read returns n slots from gen*RingHalf+off on.
+func (r *Ring) Read(gen, off, n uint32) ([]uint32, error) {
+	out := make([]uint32, n)
+	for i := range out {
+		if err := r.m.Lookup(gen*RingHalf+off+uint32(i), &out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // Reals is indexed by real id.
@@ -189,7 +206,54 @@ func (v *Verdicts) All() ([]uint64, error) {
 var VerdictNames = []string{
 	"pass_not_ipv4", "pass_malformed", "pass_fragment", "pass_other_proto", "pass_not_vip",
 	"pass_no_real", "pass_no_neigh", "pass_ttl", "fwd_nat", "fwd_nat_reply", "fwd_dr",
-	"fwd_tun", "tx_icmp_too_big", "drop_too_big", "drop_no_route", "drop_error",
+	"fwd_tun", "tx_icmp_too_big", "drop_too_big", "drop_no_route", "drop_error", "pass_no_conn",
+}
+
+// RealLoads holds what the schedulers count per real: active, inactive
+// and persistent connections, and the overload flag.
+type RealLoads struct{ m *ebpf.Map }
+
+func (r *RealLoads) Get(id uint32) (RealLoad, error) {
+	var v RealLoad
+	err := r.m.Lookup(id, &v)
+	return v, err
+}
+
+// Zero clears a real's load before its id goes to a new real.
+func (r *RealLoads) Zero(id uint32) error { return r.m.Put(id, RealLoad{}) }
+
+// Track is the connection-tracking configuration: state tables and
+// timeouts.
+type Track struct{ m *ebpf.Map }
+
+func (t *Track) Set(v TrackCfg) error { return t.m.Put(uint32(0), v) }
+
+func (t *Track) Get() (TrackCfg, error) {
+	var v TrackCfg
+	err := t.m.Lookup(uint32(0), &v)
+	return v, err
+}
+
+// Persist is the LRU table of persistence templates.
+type Persist struct{ m *ebpf.Map }
+
+// Count returns the number of templates.
+func (p *Persist) Count() (int, error) { return countEntries[TmplKey, TmplVal](p.m) }
+
+func (p *Persist) Lookup(k TmplKey) (TmplVal, error) {
+	var v TmplVal
+	err := p.m.Lookup(k, &v)
+	return v, err
+}
+
+// GC runs the gc program: what IPVS's timers do to connections, templates
+// and lblc entries that expired.
+type GC struct{ prog *ebpf.Program }
+
+func (g *GC) Run() (GCResult, error) {
+	var res GCResult
+	_, err := g.prog.Run(&ebpf.RunOptions{Context: res, ContextOut: &res})
+	return res, err
 }
 
 // Filter bits, as in bpf/xlb.c.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -63,6 +64,8 @@ type Backend struct {
 	Set         *maps.Set
 	Attachments []*Attachment
 	log         *slog.Logger
+	stopGC      chan struct{}
+	gcDone      chan struct{}
 }
 
 var _ dataplane.Backend = (*Backend)(nil)
@@ -97,7 +100,33 @@ func New(o Options) (*Backend, error) {
 		log.Info("attached", "interface", ifname, "xdp_mode", a.Mode)
 		b.Attachments = append(b.Attachments, a)
 	}
+	b.stopGC, b.gcDone = make(chan struct{}), make(chan struct{})
+	go b.gcLoop(time.Second)
 	return b, nil
+}
+
+// gcLoop does what IPVS's connection timers do, once a period: expired
+// connections, templates and lblc entries are retired and their counts
+// given back.
+func (b *Backend) gcLoop(period time.Duration) {
+	defer close(b.gcDone)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stopGC:
+			return
+		case <-t.C:
+			res, err := b.Set.GC.Run()
+			if err != nil {
+				b.log.Warn("expiring connections", "err", err)
+				continue
+			}
+			if res.Conns+res.Templates+res.Lblcs > 0 {
+				b.log.Debug("expired", "connections", res.Conns, "templates", res.Templates, "nat", res.Nats, "lblc", res.Lblcs)
+			}
+		}
+	}
 }
 
 func (b *Backend) attach(ifname string, mode AttachMode) (*Attachment, error) {
@@ -203,6 +232,9 @@ func (b *Backend) Status(context.Context) (dataplane.Status, error) {
 	if st.NATFlows, err = b.Set.NAT.Count(); err != nil {
 		return st, fmt.Errorf("count NAT flows: %w", err)
 	}
+	if st.Templates, err = b.Set.Persist.Count(); err != nil {
+		return st, fmt.Errorf("count templates: %w", err)
+	}
 	return st, nil
 }
 
@@ -210,6 +242,10 @@ func (b *Backend) Status(context.Context) (dataplane.Status, error) {
 // keepalived clears IPVS on exit); otherwise the pinned links and maps stay
 // and keep forwarding until the next daemon adopts them.
 func (b *Backend) Close(release bool) error {
+	if b.stopGC != nil {
+		close(b.stopGC)
+		<-b.gcDone
+	}
 	var errs []error
 	for _, a := range b.Attachments {
 		if release && a.pin != "" {

@@ -21,9 +21,11 @@ const (
 
 var verdictName = map[uint32]string{0: "ABORTED", 1: "DROP", 2: "PASS", 3: "TX", 4: "REDIRECT"}
 
+// reals lists n reals from .11 on in reverse, so that IPVS's list order
+// (each new real goes to the head) starts at .11, which rr picks first.
 func reals(net byte, port uint16, n int) []dataplane.Real {
 	var rs []dataplane.Real
-	for i := 0; i < n; i++ {
+	for i := n - 1; i >= 0; i-- {
 		rs = append(rs, dataplane.Real{Addr: netip.AddrFrom4([4]byte{10, 50, net, byte(11 + i)}), Port: port, Weight: 1})
 	}
 	return rs

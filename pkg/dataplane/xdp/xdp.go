@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/xlbd/xlbd/pkg/dataplane"
@@ -45,6 +46,16 @@ type Tables struct {
 	nextReal uint32
 	serial   uint32
 	state    dataplane.State // as last applied
+	// order is each service's reals in IPVS list order: a new real goes to
+	// the head (ip_vs_add_dest), and the schedulers' tie-breaking and
+	// tables follow this order.
+	order map[svcIdent][]realIdent
+	// lastWeight is each real's last non-zero weight, which mh keeps
+	// tables by so that quiescing does not move other flows.
+	lastWeight map[uint32]int
+	// pool is each service's members and weights as last written: a change
+	// restarts rr and wrr, as in pkg/sched.
+	pool map[svcIdent]string
 }
 
 // NewTables takes over set, adopting whatever configuration its (possibly
@@ -54,12 +65,15 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 		log = slog.Default()
 	}
 	t := &Tables{
-		set:      set,
-		res:      res,
-		log:      log,
-		svcIDs:   map[svcIdent]uint32{},
-		realIDs:  map[realIdent]uint32{},
-		realVals: map[uint32]maps.RealVal{},
+		set:        set,
+		res:        res,
+		log:        log,
+		svcIDs:     map[svcIdent]uint32{},
+		realIDs:    map[realIdent]uint32{},
+		realVals:   map[uint32]maps.RealVal{},
+		order:      map[svcIdent][]realIdent{},
+		lastWeight: map[uint32]int{},
+		pool:       map[svcIdent]string{},
 	}
 	ctl, err := set.Ctl.Get()
 	if err != nil {
@@ -70,9 +84,16 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read services: %w", err)
 	}
+	adoptedMembers := map[svcIdent][]uint32{}
 	for k, v := range svcs {
 		if uint32(k.Gen) == t.gen {
-			t.svcIDs[svcIdent{maps.Addr(k.Vip), maps.Port(k.Port), k.Proto}] = v.Id
+			si := svcIdent{maps.Addr(k.Vip), maps.Port(k.Port), k.Proto}
+			t.svcIDs[si] = v.Id
+			ids, err := set.Ring.Read(t.gen, v.MemOff, v.MemLen)
+			if err != nil {
+				return nil, fmt.Errorf("read members: %w", err)
+			}
+			adoptedMembers[si] = ids
 		}
 	}
 	reals, err := set.Reals.Valid()
@@ -84,6 +105,20 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 		t.realIDs[ri] = id
 		t.realVals[id] = v
 		t.serial = max(t.serial, v.Serial)
+		if v.Weight > 0 {
+			t.lastWeight[id] = int(v.Weight)
+		}
+	}
+	byID := map[uint32]realIdent{}
+	for ri, id := range t.realIDs {
+		byID[id] = ri
+	}
+	for si, ids := range adoptedMembers {
+		for _, id := range ids {
+			if ri, ok := byID[id]; ok {
+				t.order[si] = append(t.order[si], ri)
+			}
+		}
 	}
 	if len(svcs) > 0 {
 		log.Info("adopted data plane state", "services", len(t.svcIDs), "reals", len(t.realIDs))
@@ -145,8 +180,11 @@ func validate(st dataplane.State) error {
 			errs = append(errs, fmt.Errorf("%s: listed twice", s.Key()))
 		}
 		seen[id] = true
-		if s.Sched != "rr" && s.Sched != "" {
-			errs = append(errs, fmt.Errorf("%s: scheduler %q is not implemented", s.Key(), s.Sched))
+		if _, ok := schedKinds[schedName(s.Sched)]; !ok {
+			errs = append(errs, fmt.Errorf("%s: scheduler %q is not implemented by the XDP data plane", s.Key(), s.Sched))
+		}
+		if s.PersistPrefix < 0 || s.PersistPrefix > 32 {
+			errs = append(errs, fmt.Errorf("%s: persistence granularity /%d is not an IPv4 prefix", s.Key(), s.PersistPrefix))
 		}
 		if _, err := mode(s.Kind); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Key(), err))
@@ -177,6 +215,11 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 	keepReal := map[uint32]bool{}
 	var ringOff uint32
 	filter := map[uint32]uint8{}
+	newOrder := map[svcIdent][]realIdent{}
+	newPool := map[svcIdent]string{}
+	if err := t.set.Track.Set(trackConfig(st.Timeouts)); err != nil {
+		return fmt.Errorf("write connection tracking configuration: %w", err)
+	}
 
 	type pending struct {
 		key maps.SvcKey
@@ -209,28 +252,85 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 			t.svcIDs[si] = sid
 		}
 
-		var ring []uint32
+		// Reals in IPVS list order: kept ones where they were, new ones
+		// pushed on the head one after the other.
+		ids := map[realIdent]uint32{}
+		usable := map[realIdent]bool{}
 		for _, r := range s.Reals {
-			id, usable, err := t.putReal(ctx, si, sid, m, r)
+			id, ok, err := t.putReal(ctx, si, sid, m, r)
 			if err != nil {
 				return fmt.Errorf("%s: real %s: %w", s.Key(), netip.AddrPortFrom(r.Addr, r.Port), err)
 			}
 			keepReal[id] = true
-			if usable && r.Weight > 0 {
-				ring = append(ring, id)
+			ri := realIdent{si, r.Addr, r.Port}
+			ids[ri] = id
+			usable[ri] = ok
+		}
+		var order []realIdent
+		for _, ri := range t.order[si] {
+			if _, ok := ids[ri]; ok {
+				order = append(order, ri)
 			}
 		}
-		if uint64(ringOff)+uint64(len(ring)) > maps.RingHalf {
+		for _, r := range s.Reals {
+			ri := realIdent{si, r.Addr, r.Port}
+			if !slices.Contains(order, ri) {
+				order = append([]realIdent{ri}, order...)
+			}
+		}
+		weights := map[realIdent]int{}
+		for _, r := range s.Reals {
+			// A real the data plane cannot reach yet takes no new flows.
+			if usable[realIdent{si, r.Addr, r.Port}] {
+				weights[realIdent{si, r.Addr, r.Port}] = r.Weight
+			}
+		}
+		members := make([]member, len(order))
+		memberIDs := make([]uint32, len(order))
+		var sig strings.Builder
+		for i, ri := range order {
+			id := ids[ri]
+			w := weights[ri]
+			if w > 0 {
+				t.lastWeight[id] = w
+			}
+			members[i] = member{id: id, addr: ri.addr, port: ri.port, weight: w, lastWeight: t.lastWeight[id]}
+			memberIDs[i] = id
+			fmt.Fprintf(&sig, "%d:%d,", id, w)
+		}
+		newOrder[si] = order
+		table, flags, err := schedTables(s, members)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Key(), err)
+		}
+		if uint64(ringOff)+uint64(len(table))+uint64(len(members)) > maps.RingHalf {
 			return fmt.Errorf("%s: scheduler tables exceed %d slots", s.Key(), maps.RingHalf)
 		}
-		if err := t.set.Ring.Write(next, ringOff, ring); err != nil {
-			return fmt.Errorf("%s: write ring: %w", s.Key(), err)
+		if err := t.set.Ring.Write(next, ringOff, table); err != nil {
+			return fmt.Errorf("%s: write scheduler table: %w", s.Key(), err)
+		}
+		memOff := ringOff + uint32(len(table))
+		if err := t.set.Ring.Write(next, memOff, memberIDs); err != nil {
+			return fmt.Errorf("%s: write members: %w", s.Key(), err)
+		}
+		if t.pool[si] != sig.String() {
+			// rr and wrr restart their sequence on any pool change.
+			if err := t.set.RR.Reset(sid); err != nil {
+				return fmt.Errorf("%s: reset scheduler: %w", s.Key(), err)
+			}
+			newPool[si] = sig.String()
+		} else {
+			newPool[si] = t.pool[si]
 		}
 		svcs = append(svcs, pending{
 			key: maps.SvcKey{Vip: maps.Be32(s.VIP), Port: maps.Be16(s.Port), Proto: s.Protocol, Gen: uint8(next)},
-			val: maps.SvcVal{Id: sid, RingOff: ringOff, RingLen: uint32(len(ring)), Mode: uint32(m)},
+			val: maps.SvcVal{
+				Id: sid, Sched: uint32(schedKinds[schedName(s.Sched)]), Flags: flags, Mode: uint32(m),
+				TabOff: ringOff, TabLen: uint32(len(table)), MemOff: memOff, MemLen: uint32(len(members)),
+				PersistMask: maps.Be32(prefixMask(s.PersistPrefix)), PersistTimeout: uint64(s.PersistTimeout),
+			},
 		})
-		ringOff += uint32(len(ring))
+		ringOff = memOff + uint32(len(members))
 	}
 
 	// Whatever the idle generation still holds is from two configurations
@@ -283,6 +383,7 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		errs = append(errs, t.set.Reals.Put(id, v))
 		delete(t.realIDs, ri)
 		delete(t.realVals, id)
+		delete(t.lastWeight, id)
 	}
 	for si := range t.svcIDs {
 		if !keepSvc[si] {
@@ -290,7 +391,19 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		}
 	}
 	t.state = st
+	t.order = newOrder
+	t.pool = newPool
 	return errors.Join(errs...)
+}
+
+// prefixMask is the IPv4 netmask of a persistence granularity; 0 means the
+// whole address.
+func prefixMask(bits int) netip.Addr {
+	if bits <= 0 || bits > 32 {
+		bits = 32
+	}
+	m := ^uint32(0) << (32 - bits)
+	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)})
 }
 
 // Status reports the services as last applied, with their counters.
@@ -301,7 +414,7 @@ func (t *Tables) Status() ([]dataplane.ServiceStatus, error) {
 	for _, s := range t.state.Services {
 		si := svcIdent{s.VIP, s.Port, s.Protocol}
 		ss := dataplane.ServiceStatus{VIP: s.VIP, Port: s.Port, Protocol: dataplane.ProtocolName(s.Protocol),
-			Sched: s.Sched, Kind: s.Kind.String()}
+			Sched: schedName(s.Sched), Kind: s.Kind.String(), Persistence: s.PersistTimeout, PersistPrefix: s.PersistPrefix}
 		st, err := t.set.SvcStats.Get(t.svcIDs[si])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.Key(), err)
@@ -314,8 +427,14 @@ func (t *Tables) Status() ([]dataplane.ServiceStatus, error) {
 				return nil, fmt.Errorf("%s: real %s: %w", s.Key(), r.Addr, err)
 			}
 			v := t.realVals[id]
+			load, err := t.set.RealLoad.Get(id)
+			if err != nil {
+				return nil, fmt.Errorf("%s: real %s: %w", s.Key(), r.Addr, err)
+			}
 			ss.Reals = append(ss.Reals, dataplane.RealStatus{Addr: r.Addr, Port: r.Port, Weight: r.Weight,
-				Counters: counters(st), Reachable: v.Mode == uint32(maps.ModeNAT) || v.Dmac != [6]uint8{}})
+				Counters: counters(st), Reachable: v.Mode == uint32(maps.ModeNAT) || v.Dmac != [6]uint8{},
+				ActiveConns: load.Active, InactiveConns: load.Inactive, PersistConns: load.Persist,
+				Overloaded: load.Overloaded != 0})
 		}
 		out = append(out, ss)
 	}
@@ -335,14 +454,17 @@ func (t *Tables) putReal(ctx context.Context, si svcIdent, sid uint32, m maps.Mo
 	old := t.realVals[id]
 
 	v := maps.RealVal{
-		Vip:   maps.Be32(si.vip),
-		Vport: maps.Be16(si.port),
-		Proto: si.proto,
-		Flags: maps.RealValid,
-		Ip:    maps.Be32(r.Addr),
-		Port:  maps.Be16(r.Port),
-		Mode:  uint32(m),
-		SvcId: sid,
+		Vip:        maps.Be32(si.vip),
+		Vport:      maps.Be16(si.port),
+		Proto:      si.proto,
+		Flags:      maps.RealValid,
+		Ip:         maps.Be32(r.Addr),
+		Port:       maps.Be16(r.Port),
+		Mode:       uint32(m),
+		SvcId:      sid,
+		Weight:     uint32(max(r.Weight, 0)),
+		Uthreshold: uint32(max(r.UThreshold, 0)),
+		Lthreshold: uint32(max(r.LThreshold, 0)),
 	}
 	usable := true
 	l2, err := t.res.Resolve(ctx, r.Addr)
@@ -381,6 +503,10 @@ func (t *Tables) putReal(ctx context.Context, si svcIdent, sid uint32, m maps.Mo
 		if err := t.set.RealStats.Zero(id); err != nil {
 			return 0, false, err
 		}
+		if err := t.set.RealLoad.Zero(id); err != nil {
+			return 0, false, err
+		}
+		delete(t.lastWeight, id)
 	}
 	if !known || old != v {
 		if err := t.set.Reals.Put(id, v); err != nil {
@@ -420,7 +546,7 @@ func (t *Tables) RefreshL2(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		t.log.Info("real server's path changed", "real", maps.Addr(v.Ip), "mac", l2.DstMAC, "ifindex", l2.Ifindex, "mtu", l2.MTU)
+		t.log.Info("real server's path changed", "real", maps.Addr(v.Ip), "mac", l2.DstMAC.String(), "ifindex", l2.Ifindex, "mtu", l2.MTU)
 		t.realVals[id] = nv
 	}
 	return errors.Join(errs...)

@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The balancer's maps and the layouts user space shares (pkg/maps). */
+#ifndef XLB_MAPS_H
+#define XLB_MAPS_H
+
+#include "common.h"
+
+#define MAX_SERVICES 4096
+#define MAX_REALS 65536
+#define RING_HALF 1048576
+#define AF_INET 2
+#define TCP_STATES 16
+
+enum lb_mode {
+	MODE_NAT = 1,
+	MODE_DR = 2,
+	MODE_TUN = 3,
+};
+
+/* IPVS's schedulers (pkg/sched is their specification). */
+enum sched_kind {
+	SCHED_RR = 0, /* rr and wrr: a precomputed sequence */
+	SCHED_SH = 1,
+	SCHED_DH = 2,
+	SCHED_MH = 3,
+	SCHED_LC = 4,
+	SCHED_WLC = 5,
+	SCHED_SED = 6,
+	SCHED_NQ = 7,
+	SCHED_FO = 8,
+	SCHED_OVF = 9,
+	SCHED_TWOS = 10,
+	SCHED_LBLC = 11,
+	SCHED_LBLCR = 12,
+};
+
+/* Service flags, as IPVS numbers them where it has them. */
+#define SVC_F_PERSIST 0x0001
+#define SVC_F_FALLBACK 0x0008 /* sh-fallback, mh-fallback */
+#define SVC_F_PORT 0x0010     /* sh-port, mh-port */
+
+/* Why a packet got the verdict it got; counted per CPU, summed by user space. */
+enum verdict {
+	VERDICT_PASS_NOT_IPV4,
+	VERDICT_PASS_MALFORMED,
+	VERDICT_PASS_FRAGMENT,
+	VERDICT_PASS_OTHER_PROTO,
+	VERDICT_PASS_NOT_VIP,
+	VERDICT_PASS_NO_REAL,
+	VERDICT_PASS_NO_NEIGH,
+	VERDICT_PASS_TTL,
+	VERDICT_FWD_NAT,
+	VERDICT_FWD_NAT_REPLY,
+	VERDICT_FWD_DR,
+	VERDICT_FWD_TUN,
+	VERDICT_TX_ICMP_TOO_BIG,
+	VERDICT_DROP_TOO_BIG,
+	VERDICT_DROP_NO_ROUTE,
+	VERDICT_DROP_ERROR,
+	VERDICT_PASS_NO_CONN,
+	VERDICT_MAX,
+};
+
+struct ctl_val {
+	__u32 gen; /* active generation of services and ring: 0 or 1 */
+	__u32 pad;
+};
+
+/* Per-protocol connection tracking, built by user space from pkg/sched:
+ * IPVS's TCP state tables and timeouts. */
+struct conn_cfg {
+	__u8 tcp_next[3][4][TCP_STATES]; /* [input, output, input-only][syn, fin, ack, rst][state] */
+	__u8 tcp_active[TCP_STATES];	 /* the state counts in activeconns */
+	__u64 tcp_timeout[TCP_STATES];	 /* ns */
+	__u64 udp_timeout;
+	__u64 tmpl_extension;	/* a template still in use is pushed back by this */
+	__u32 expire_quiescent; /* sysctl expire_quiescent_template */
+	__u32 no_conn_reuse;	/* sysctl conn_reuse_mode 0 */
+	__u32 sloppy_tcp;
+	__u32 lblc_expiration_s;
+};
+
+/* A first look that costs one array read instead of a hash lookup: a byte
+ * per hash bucket of IPv4 addresses says whether a VIP (as destination) or
+ * a NAT real server (as source) may have an address in it. */
+#define FILTER_BITS 16
+#define FILTER_VIP 1
+#define FILTER_NAT_REAL 2
+
+struct svc_key {
+	__be32 vip;
+	__be16 port;
+	__u8 proto;
+	__u8 gen;
+};
+
+struct svc_val {
+	__u32 id;	/* index into svc_stats and rr */
+	__u32 sched;	/* enum sched_kind */
+	__u32 flags;	/* SVC_F_* */
+	__u32 mode;	/* enum lb_mode */
+	__u32 tab_off;	/* sequence or hash table in ring, from the active half */
+	__u32 tab_len;	/* 0: no real server can take new flows */
+	__u32 mem_off;	/* the reals in IPVS list order, in ring too */
+	__u32 mem_len;
+	__be32 persist_mask;
+	__u32 pad;
+	__u64 persist_timeout; /* ns; 0: not persistent */
+};
+
+#define REAL_F_VALID 1
+
+/* One real server of one service. The id is stable for as long as the real
+ * stays configured, so flows and counters survive unrelated changes. */
+struct real_val {
+	__be32 vip; /* the service it belongs to, so dumps read on their own */
+	__be16 vport;
+	__u8 proto;
+	__u8 flags;
+	__be32 ip;
+	__be16 port;
+	__u16 mtu;	 /* of the egress link: TUN must fit 20 more bytes */
+	__u32 mode;
+	__u32 serial;	 /* changes when an id is reused, so old flows let go */
+	__u32 svc_id;	 /* for the service's counters */
+	__u32 weight;	 /* 0: quiesced */
+	__u32 uthreshold; /* connections from which it is overloaded (0: none) */
+	__u32 lthreshold;
+	__u32 ifindex;	 /* egress link towards ip (or its gateway) */
+	__be32 lb_ip;	 /* our address on that link: outer source for TUN */
+	__u8 dmac[6];	 /* next hop's MAC: the real itself on a shared segment */
+	__u8 smac[6];	 /* egress link's MAC */
+};
+
+/* What the schedulers count per real, shared by all CPUs. */
+struct real_conns {
+	__u32 active;
+	__u32 inactive;
+	__u32 persist;	  /* templates pointing at it */
+	__u32 overloaded; /* IP_VS_DEST_F_OVERLOAD */
+};
+
+struct conn_key {
+	__be32 src;
+	__be32 dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* A persistence template's key: the client masked to the granularity, the
+ * VIP and the port (0 for a port-0 service). */
+struct tmpl_key {
+	__be32 client;
+	__be32 vip;
+	__be16 vport;
+	__u8 proto;
+	__u8 pad;
+};
+
+#define CONN_F_ACTIVE 1	   /* counted in activeconns, else inactconns */
+#define CONN_F_PERSIST 2   /* created through a template */
+#define CONN_F_NOOUTPUT 4  /* no reply seen yet: input-only state table */
+
+struct conn_val {
+	__u32 real_id;
+	__u32 serial;
+	__u64 expires; /* ns: when the entry times out unless a packet comes */
+	__u32 state;   /* IPVS TCP state; 0 for UDP */
+	__u32 flags;   /* CONN_F_* */
+	__u32 dead;    /* set by whoever retires the entry, once */
+	__u32 pad;
+	struct tmpl_key tk;
+	__u64 tmpl_born; /* identifies the template instance it counts in */
+};
+
+struct tmpl_val {
+	__u32 real_id;
+	__u32 serial;
+	__u64 born;	  /* creation time: tells instances of one key apart */
+	__u64 expires;	  /* ns */
+	__u64 timeout;	  /* persistence_timeout, later the extension */
+	__u64 zero_since; /* when n_control last dropped to 0 */
+	__u32 n_control;  /* connections created through it still alive */
+	__u32 pad;
+};
+
+/* Reverse entry of a NAT flow, keyed by the reply's own 5-tuple. */
+struct nat_val {
+	__be32 vip;
+	__be16 vport;
+	__u16 pad;
+	__u32 svc_id;
+	__u32 real_id;
+	__u32 ifindex; /* where the client's packets came in */
+	__u8 cmac[6];  /* and from which MAC: the way back when the */
+	__u8 lbmac[6]; /* kernel has no neighbour entry for the client */
+};
+
+/* lblc and lblcr: the real (set) serving a destination address. */
+struct lblc_key {
+	__u32 svc_id;
+	__be32 daddr;
+};
+
+#define LBLCR_SET 8
+
+struct lblc_val {
+	__u64 last_used;
+	__u64 last_mod; /* lblcr: when the set last changed */
+	__u32 n;	/* members in ids (lblc: 1) */
+	__u32 pad;
+	__u32 ids[LBLCR_SET];
+	__u32 serials[LBLCR_SET];
+};
+
+struct stats {
+	__u64 conns;
+	__u64 pkts_in;
+	__u64 bytes_in;
+	__u64 pkts_out;
+	__u64 bytes_out;
+};
+
+struct rr_val {
+	__u64 next;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ctl_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ctl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct conn_cfg);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} track_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << FILTER_BITS);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} addr_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_SERVICES);
+	__type(key, struct svc_key);
+	__type(value, struct svc_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * RING_HALF);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct real_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} reals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct real_conns);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} real_load SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct rr_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rr SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	/* Per-CPU eviction lists: inserting a new flow takes no shared lock. An
+	 * entry is still one entry, seen by every CPU. */
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct conn_key);
+	__type(value, struct conn_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct conn_key);
+	__type(value, struct nat_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tmpl_key);
+	__type(value, struct tmpl_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} persist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct lblc_key);
+	__type(value, struct lblc_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lblc_table SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} real_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} svc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VERDICT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} verdicts SEC(".maps");
+
+/* Tests replay exact clocks and random draws; zero means the real ones. */
+volatile __u64 now_override;
+volatile __u32 rand_override[2];
+
+/* The coarse clock (one tick of resolution) is plenty for timeouts of
+ * seconds and costs a fraction of bpf_ktime_get_ns. */
+static __always_inline __u64 now_ns(void)
+{
+	__u64 n = now_override;
+	return n ? n : bpf_ktime_get_coarse_ns();
+}
+
+/* gc's clock (syscall programs have no coarse clock): at most a tick ahead
+ * of the packets', which only retires entries that much sooner. */
+static __always_inline __u64 now_ns_gc(void)
+{
+	__u64 n = now_override;
+	return n ? n : bpf_ktime_get_ns();
+}
+
+static __always_inline __u32 addr_bucket(__be32 a)
+{
+	return (a * 2654435761u) >> (32 - FILTER_BITS);
+}
+
+#endif
