@@ -290,6 +290,13 @@ static __always_inline int tun_encap(struct xdp_md *ctx, struct real_val *r, __u
  * the scheduler. It returns the real's id or NO_REAL. A global function,
  * checked once by the verifier; its pointers are copies on the caller's
  * stack. */
+static __always_inline void count_pick(__u32 id)
+{
+	struct stats *s = bpf_map_lookup_elem(&real_stats, &id);
+	if (s)
+		s->picks++;
+}
+
 __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen, struct conn_val *nc, __u64 now)
 {
 	if (!sv || !ck || !nc)
@@ -302,6 +309,7 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 		id = xlb_schedule(sv, gen, ck->src, ck->dst, ck->sport);
 		if (id == NO_REAL)
 			return NO_REAL;
+		count_pick(id);
 	} else {
 		/* ip_vs_sched_persist: one template per client network, VIP and
 		 * port decides the real while it lives, even a quiesced one. */
@@ -326,6 +334,7 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 			id = xlb_schedule(sv, gen, ck->src, ck->dst, ck->sport);
 			if (id == NO_REAL)
 				return NO_REAL;
+			count_pick(id);
 			struct real_val *r = bpf_map_lookup_elem(&reals, &id);
 			if (!r)
 				return NO_REAL;

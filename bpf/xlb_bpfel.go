@@ -155,6 +155,7 @@ const (
 type XlbStats struct {
 	_        structs.HostLayout
 	Conns    uint64
+	Picks    uint64
 	PktsIn   uint64
 	BytesIn  uint64
 	PktsOut  uint64

@@ -217,6 +217,7 @@ struct lblc_val {
 
 struct stats {
 	__u64 conns;
+	__u64 picks; /* connections the scheduler chose it for (not a template) */
 	__u64 pkts_in;
 	__u64 bytes_in;
 	__u64 pkts_out;

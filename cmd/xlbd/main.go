@@ -1,8 +1,10 @@
 // Command xlbd is Keepalived rebuilt for the eBPF era: a layer-4 load
 // balancer forwarding with XDP.
 //
-//	xlbd --config lb.yaml [--interface IF]... [--pin-dir DIR] [--xdp-mode auto|native|generic]
-//	xlbd check --config lb.yaml
+//	xlbd --config lb.yaml [--config-format yaml|keepalived] [--interface IF]... [--pin-dir DIR] [--xdp-mode auto|native|generic]
+//	xlbd check --config FILE [--config-format yaml|keepalived] [-v]
+//	xlbd convert [--config-format yaml|keepalived] keepalived.conf > lb.yaml
+//	xlbd status [--json]
 //	xlbd decap --interface IF [--xdp-mode auto|native|generic]
 package main
 
@@ -16,6 +18,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,16 +33,21 @@ import (
 	"github.com/xlbd/xlbd/pkg/decap"
 	"github.com/xlbd/xlbd/pkg/maps"
 	"github.com/xlbd/xlbd/pkg/metrics"
+	"github.com/xlbd/xlbd/pkg/reconcile"
 )
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+		if !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errReported) {
 			fmt.Fprintf(os.Stderr, "xlbd: %v\n", err)
 		}
 		os.Exit(1)
 	}
 }
+
+// errReported makes the command exit 1 when it has already written what
+// went wrong (every error in a configuration, one a line).
+var errReported = errors.New("errors reported")
 
 type listFlag []string
 
@@ -58,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		switch args[0] {
 		case "check":
 			return check(args[1:], stdout, stderr)
+		case "convert":
+			return convert(args[1:], stdout, stderr)
 		case "decap":
 			return runDecap(args[1:], stderr)
 		case "status":
@@ -67,7 +78,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("xlbd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var ifaces listFlag
-	cfgPath := fs.String("config", "/etc/xlbd/lb.yaml", "configuration file (lb.yaml)")
+	cfgPath := fs.String("config", "/etc/xlbd/lb.yaml", "configuration file: lb.yaml, or keepalived.conf as is")
+	cfgFormat := formatFlag(fs)
 	fs.Var(&ifaces, "interface", "interface to balance on (repeatable; default: every interface that is up, has IPv4 and is not loopback)")
 	pinDir := fs.String("pin-dir", maps.DefaultPinDir, "where BPF maps and links are pinned (a bpffs is mounted there if none is)")
 	mode := fs.String("xdp-mode", "auto", "auto, native or generic")
@@ -105,6 +117,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}()
 	return daemon.Run(ctx, daemon.Options{
 		ConfigPath:    *cfgPath,
+		ConfigFormat:  *cfgFormat,
 		Interfaces:    ifaces,
 		PinDir:        *pinDir,
 		XDPMode:       am,
@@ -121,19 +134,168 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}, reload)
 }
 
+// formatFlag adds --config-format to fs.
+func formatFlag(fs *flag.FlagSet) *string {
+	return fs.String("config-format", config.FormatAuto, "syntax of the configuration: yaml or keepalived (default: yaml for .yaml and .yml files, keepalived otherwise)")
+}
+
+// parseArgs is fs.Parse that also takes flags after positional arguments
+// (`xlbd convert keepalived.conf --config-format keepalived`) and returns
+// the positional ones; everything after "--" is positional.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if i := len(args) - len(rest) - 1; i >= 0 && args[i] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// loadConfig reads path in format. A configuration with errors has every
+// one of them written to stderr, one a line, and gives errReported, with
+// a hint when a forced --config-format contradicts the file's name.
+func loadConfig(path, format string, stderr io.Writer) (*config.Config, error) {
+	cfg, err := config.LoadFormat(path, format)
+	var list config.ErrorList
+	if err == nil || !errors.As(err, &list) {
+		return cfg, err
+	}
+	for _, e := range list {
+		fmt.Fprintln(stderr, e)
+	}
+	if hint := formatHint(path, format); hint != "" {
+		fmt.Fprintln(stderr, hint)
+	}
+	fmt.Fprintf(stderr, "%s: %s\n", path, plural(len(list), "error"))
+	return nil, errReported
+}
+
+// formatHint explains errors that come from reading a file in the syntax
+// its name says it is not in.
+func formatHint(path, format string) string {
+	auto := config.FormatKeepalived
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml":
+		auto = config.FormatYAML
+	}
+	if format == config.FormatAuto || format == auto {
+		return ""
+	}
+	return fmt.Sprintf("%s: read as %s because of --config-format %s, although its name says %s; is that the right syntax?", path, formatName(format), format, formatName(auto))
+}
+
+func formatName(format string) string {
+	if format == config.FormatYAML {
+		return "lb.yaml"
+	}
+	return "keepalived.conf"
+}
+
+// warning formats a configuration warning the way compilers do:
+// "FILE:LINE: warning: PATH: message".
+func warning(w *config.Error) string {
+	var b strings.Builder
+	b.WriteString(w.File)
+	if w.Line > 0 {
+		fmt.Fprintf(&b, ":%d", w.Line)
+	}
+	b.WriteString(": warning: ")
+	if w.Path != "" {
+		b.WriteString(w.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(w.Msg)
+	return b.String()
+}
+
+// warnings are every warning about cfg: the parser's (keywords xlbd
+// ignores, settings that are probably a mistake), then what the data plane
+// will not be given (reconcile.Plan's notes).
+func warnings(cfg *config.Config) []*config.Error {
+	_, notes := reconcile.Plan(cfg)
+	return slices.Concat(cfg.Warnings, notes)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// check validates a configuration: every error and warning goes to
+// stderr, a summary (and with -v the resolved model) to stdout. It fails
+// only on errors.
 func check(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("xlbd check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "/etc/xlbd/lb.yaml", "configuration file to validate")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := config.Load(*cfgPath)
+	cfgPath := fs.String("config", "/etc/xlbd/lb.yaml", "configuration file to validate: lb.yaml, or keepalived.conf")
+	format := formatFlag(fs)
+	verbose := fs.Bool("v", false, "also print the configuration as xlbd resolves it (lb.yaml with every default spelled out)")
+	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: OK, %d virtual servers\n", *cfgPath, len(cfg.VirtualServers))
+	if len(pos) > 0 {
+		return fmt.Errorf("check: unexpected argument %q (the file is given with --config)", pos[0])
+	}
+	cfg, err := loadConfig(*cfgPath, *format, stderr)
+	if err != nil {
+		return err
+	}
+	warns := warnings(cfg)
+	for _, w := range warns {
+		fmt.Fprintln(stderr, warning(w))
+	}
+	if *verbose {
+		fmt.Fprint(stdout, config.Dump(cfg))
+	}
+	st := reconcile.Desired(cfg)
+	fmt.Fprintf(stdout, "%s: OK, %s (%s), %s\n", *cfgPath,
+		plural(len(cfg.VirtualServers), "virtual server"), plural(len(st.Services), "service"), plural(len(warns), "warning"))
 	return nil
+}
+
+// convert writes a configuration (keepalived.conf, usually) as lb.yaml on
+// stdout. Warnings go to stderr: what they name is not in the output.
+func convert(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("xlbd convert", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: xlbd convert [--config-format yaml|keepalived] FILE > lb.yaml")
+		fs.PrintDefaults()
+	}
+	format := formatFlag(fs)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errors.New("convert: want exactly one file")
+	}
+	cfg, err := loadConfig(pos[0], *format, stderr)
+	if err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, warning(w))
+	}
+	y, err := config.MarshalYAML(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(y)
+	return err
 }
 
 func runDecap(args []string, stderr io.Writer) error {

@@ -123,21 +123,38 @@ func Format(w io.Writer, r Report) error {
 	fmt.Fprintf(w, "xlbd: %s data plane on %s\n", r.Dataplane.Backend, strings.Join(att, ", "))
 	fmt.Fprintf(w, "config %s, running since %s, last loaded %s (%d reloads, %d failed)\n",
 		r.Config, r.Started.Format(time.RFC3339), r.LastReload.Format(time.RFC3339), r.ReloadsOK, r.ReloadsFailed)
-	fmt.Fprintf(w, "flows: %d in the connection table, %d NAT reply entries\n\n", r.Dataplane.Flows, r.Dataplane.NATFlows)
+	fmt.Fprintf(w, "flows: %d in the connection table, %d NAT reply entries, %d persistence templates\n\n",
+		r.Dataplane.Flows, r.Dataplane.NATFlows, r.Dataplane.Templates)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "Prot LocalAddress:Port Scheduler Forward\tConns\tInPkts\tOutPkts\tInBytes\tOutBytes\t")
-	fmt.Fprintln(tw, "  -> RemoteAddress:Port Weight Reachable\t\t\t\t\t\t")
+	fmt.Fprintln(tw, "Prot LocalAddress:Port Scheduler Forward [persistent]\tActiveConn\tInActConn\tConns\tInPkts\tOutPkts\tInBytes\tOutBytes\t")
+	fmt.Fprintln(tw, "  -> RemoteAddress:Port Weight Reachable\t\t\t\t\t\t\t\t")
 	for _, s := range r.Dataplane.Services {
-		fmt.Fprintf(tw, "%s  %s %s %s\t%d\t%d\t%d\t%d\t%d\t\n", s.Protocol, netip.AddrPortFrom(s.VIP, s.Port),
-			s.Sched, s.Kind, s.Connections, s.PacketsIn, s.PacketsOut, s.BytesIn, s.BytesOut)
+		persist := ""
+		if s.Persistence > 0 {
+			persist = fmt.Sprintf(" persistent %d", int(s.Persistence.Seconds()))
+			if s.PersistPrefix > 0 && s.PersistPrefix < 32 {
+				persist += fmt.Sprintf(" mask /%d", s.PersistPrefix)
+			}
+		}
+		var act, inact uint32
+		for _, rs := range s.Reals {
+			act += rs.ActiveConns
+			inact += rs.InactiveConns
+		}
+		fmt.Fprintf(tw, "%s  %s %s %s%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", s.Protocol, netip.AddrPortFrom(s.VIP, s.Port),
+			s.Sched, s.Kind, persist, act, inact, s.Connections, s.PacketsIn, s.PacketsOut, s.BytesIn, s.BytesOut)
 		for _, rs := range s.Reals {
 			reach := "yes"
 			if !rs.Reachable {
 				reach = "no"
 			}
-			fmt.Fprintf(tw, "  -> %s %d %s\t%d\t%d\t%d\t%d\t%d\t\n", netip.AddrPortFrom(rs.Addr, rs.Port),
-				rs.Weight, reach, rs.Connections, rs.PacketsIn, rs.PacketsOut, rs.BytesIn, rs.BytesOut)
+			if rs.Overloaded {
+				reach += " overloaded"
+			}
+			fmt.Fprintf(tw, "  -> %s %d %s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", netip.AddrPortFrom(rs.Addr, rs.Port),
+				rs.Weight, reach, rs.ActiveConns, rs.InactiveConns, rs.Connections, rs.PacketsIn, rs.PacketsOut,
+				rs.BytesIn, rs.BytesOut)
 		}
 	}
 	if err := tw.Flush(); err != nil {

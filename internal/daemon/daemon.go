@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,9 +29,13 @@ import (
 // Options are the daemon's command-line settings.
 type Options struct {
 	ConfigPath string
-	Interfaces []string // empty: DefaultInterfaces
-	PinDir     string
-	XDPMode    xdp.AttachMode
+	// ConfigFormat is the configuration's syntax: config.FormatYAML,
+	// config.FormatKeepalived, or config.FormatAuto ("") to go by the
+	// file's extension (--config-format).
+	ConfigFormat string
+	Interfaces   []string // empty: DefaultInterfaces
+	PinDir       string
+	XDPMode      xdp.AttachMode
 	// DontRelease leaves the XDP links and maps pinned on exit, for the
 	// next daemon to adopt: a restart then loses no flow (keepalived's
 	// --dont-release-ipvs).
@@ -96,10 +101,12 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 	if notify == nil {
 		notify = func(string) {}
 	}
-	cfg, err := config.Load(o.ConfigPath)
+	cfg, err := config.LoadFormat(o.ConfigPath, o.ConfigFormat)
 	if err != nil {
 		return err
 	}
+	state, notes := reconcile.Plan(cfg)
+	logWarnings(log, cfg, notes)
 	ifaces := o.Interfaces
 	if len(ifaces) == 0 {
 		if ifaces, err = DefaultInterfaces(); err != nil {
@@ -130,7 +137,6 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 		defer os.Remove(o.PidFile)
 	}
 
-	state := reconcile.Desired(cfg)
 	if err := be.Apply(ctx, state); err != nil {
 		return fmt.Errorf("apply %s: %w", o.ConfigPath, err)
 	}
@@ -171,7 +177,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 			return nil
 		case <-reload:
 			notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
-			next, err := load(ctx, o.ConfigPath, be)
+			next, err := load(ctx, o.ConfigPath, o.ConfigFormat, be, log)
 			notify("READY=1")
 			if err != nil {
 				m.Reloads.WithLabelValues("failed").Inc()
@@ -201,19 +207,33 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 	}
 }
 
-// load reads the configuration and applies it. Apply validates the whole
-// state before it writes anything, so an error leaves the running
-// configuration in place.
-func load(ctx context.Context, path string, be *xdp.Backend) (dataplane.State, error) {
-	cfg, err := config.Load(path)
+// load reads the configuration, logs its warnings and applies it. Apply
+// validates the whole state before it writes anything, so an error leaves
+// the running configuration in place.
+func load(ctx context.Context, path, format string, be *xdp.Backend, log *slog.Logger) (dataplane.State, error) {
+	cfg, err := config.LoadFormat(path, format)
 	if err != nil {
 		return dataplane.State{}, err
 	}
-	next := reconcile.Desired(cfg)
+	next, notes := reconcile.Plan(cfg)
+	logWarnings(log, cfg, notes)
 	if err := be.Apply(ctx, next); err != nil {
 		return dataplane.State{}, err
 	}
 	return next, nil
+}
+
+// logWarnings logs every warning about cfg, one record each: the parser's
+// (keywords xlbd ignores, settings that are probably a mistake), then what
+// the data plane is not given (reconcile.Plan's notes).
+func logWarnings(log *slog.Logger, cfg *config.Config, notes []*config.Error) {
+	for _, w := range slices.Concat(cfg.Warnings, notes) {
+		attrs := []any{"file", w.File, "line", w.Line}
+		if w.Path != "" {
+			attrs = append(attrs, "path", w.Path)
+		}
+		log.Warn(w.Msg, attrs...)
+	}
 }
 
 func writePidFile(path string) error {

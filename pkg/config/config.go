@@ -69,18 +69,16 @@ func (k Kind) String() string {
 }
 
 // Defaults applied when the configuration leaves a keyword out. They follow
-// keepalived except for the scheduler, see DefaultLBAlgo.
+// keepalived.
 const (
 	DefaultProtocol  = TCP
 	DefaultLBKind    = NAT
 	DefaultDelayLoop = 60 * time.Second
 	DefaultWeight    = 1
 
-	// DefaultLBAlgo differs from keepalived, which leaves the scheduler to
-	// IPVS's default (wlc). The data plane cannot do wlc yet, so defaulting to
-	// it would make every config without lb_algo fail; once wlc is
-	// implemented the default should switch to it to match keepalived.
-	DefaultLBAlgo = "rr"
+	// DefaultLBAlgo is what keepalived balances with when lb_algo is left
+	// out: IPVS's default scheduler, wlc.
+	DefaultLBAlgo = "wlc"
 
 	// DefaultPersistenceTimeout is what keepalived uses when
 	// persistence_timeout is given without a value, or when only
@@ -112,25 +110,27 @@ const (
 var DefaultMcastGroup4 = netip.MustParseAddr("224.0.0.18")
 
 // schedulers holds every IPVS scheduler name keepalived accepts for lb_algo;
-// true marks the ones the XDP data plane implements. Known-but-false names
-// get a "not implemented yet" error rather than "unknown", so a config
-// written for keepalived fails with an honest message. Implementing a
-// scheduler means flipping its entry here and nothing else in this package.
+// true marks the ones the XDP data plane implements (xdp.Schedulers() lists
+// them; a test in pkg/reconcile keeps the two in step). Known-but-false
+// names get a "not implemented yet" error rather than "unknown", so a
+// config written for keepalived fails with an honest message. Implementing
+// a scheduler means flipping its entry here and nothing else in this
+// package.
 var schedulers = map[string]bool{
 	"rr":    true,
-	"wrr":   false,
-	"lc":    false,
-	"wlc":   false,
-	"lblc":  false,
+	"wrr":   true,
+	"lc":    true,
+	"wlc":   true,
+	"lblc":  true,
 	"lblcr": false,
-	"dh":    false,
-	"sh":    false,
-	"sed":   false,
-	"nq":    false,
-	"mh":    false,
-	"fo":    false,
-	"ovf":   false,
-	"twos":  false,
+	"dh":    true,
+	"sh":    true,
+	"sed":   true,
+	"nq":    true,
+	"mh":    true,
+	"fo":    true,
+	"ovf":   true,
+	"twos":  true,
 }
 
 // Config is a validated configuration, whichever syntax it was read from.

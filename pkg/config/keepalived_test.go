@@ -59,7 +59,7 @@ func kvs(addr string, port uint16, reals ...RealServer) VirtualServer {
 	v := VirtualServer{
 		Port:                   port,
 		Protocol:               TCP,
-		LBAlgo:                 "rr",
+		LBAlgo:                 DefaultLBAlgo,
 		LBKind:                 NAT,
 		DelayLoop:              60 * time.Second,
 		PersistenceGranularity: 32,
@@ -179,6 +179,7 @@ var goodKeepalived = map[string]*Config{
 		rs.Weight = 3
 		vs := kvs("10.50.1.100", 53, rs)
 		vs.Protocol, vs.LBKind, vs.DelayLoop = UDP, DR, 10*time.Second
+		vs.LBAlgo = "rr" // lvs_sched RR
 		c.VirtualServers = []VirtualServer{vs}
 	}),
 	"04-comments.conf": cfgOf(func(c *Config) {
@@ -420,6 +421,7 @@ var goodKeepalived = map[string]*Config{
 		s.HTTP.URLs = []URL{u1, u2}
 		vs := kvs("192.168.200.100", 443, krs("192.168.201.100", 443, s))
 		vs.DelayLoop, vs.PersistenceTimeout = 6*time.Second, 50*time.Second
+		vs.LBAlgo = "rr"
 		c.VirtualServers = []VirtualServer{vs}
 	}),
 	"24-everything.conf": everything,
@@ -471,6 +473,7 @@ var everything = cfgOf(func(c *Config) {
 	web80 := kvs("10.50.1.100", 80, rs1, krs("10.50.2.12", 80, chk(CheckTCP, 10*time.Second)))
 	web80.DelayLoop, web80.LBKind, web80.PersistenceTimeout = 10*time.Second, DR, 300*time.Second
 	web80.SorryServer = netip.MustParseAddrPort("10.50.9.1:8080")
+	web80.LBAlgo = "rr"
 	c.VirtualServers = []VirtualServer{dns, web80}
 })
 
@@ -596,7 +599,6 @@ func TestKeepalivedBad(t *testing.T) {
 			`bad-many.conf:14: vrrp_instance[VI_1].virtual_ipaddress: virtual_ipaddress option dev needs a value`,
 			`bad-many.conf:18: virtual_server[10.50.1.256 80]: "10.50.1.256" is not a valid IPv4 address`,
 			`bad-many.conf:19: virtual_server[10.50.1.256 80].protocol: protocol "SCTP" is not implemented yet (supported: TCP, UDP)`,
-			`bad-many.conf:20: virtual_server[10.50.1.256 80].lb_algo: lb_algo "wlc" is not implemented yet (supported: rr)`,
 			`bad-many.conf:21: virtual_server[10.50.1.256 80].lb_kind: unknown lb_kind "FNAT" (want NAT, DR or TUN)`,
 			`bad-many.conf:22: virtual_server[10.50.1.256 80].real_server[10.50.2.11 8o]: "8o" is not an integer`,
 			`bad-many.conf:26: virtual_server[10.50.1.256 80].real_server[10.50.2.11 8o].HTTP_GET.url.digest: "nothex" is not an MD5 digest (32 hex digits)`,
@@ -824,6 +826,7 @@ vrrp_instances:
 virtual_servers:
   - address: 192.168.200.100
     port: 443
+    lb_algo: rr
     delay_loop: 6
     persistence_timeout: 50
     real_servers:

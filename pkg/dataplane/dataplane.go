@@ -99,10 +99,13 @@ type Backend interface {
 // TUN replies bypass it).
 type Counters struct {
 	Connections uint64 `json:"connections"`
-	PacketsIn   uint64 `json:"packets_in"`
-	BytesIn     uint64 `json:"bytes_in"`
-	PacketsOut  uint64 `json:"packets_out"`
-	BytesOut    uint64 `json:"bytes_out"`
+	// Picks are connections the scheduler chose the real for; the others
+	// followed a persistence template.
+	Picks      uint64 `json:"scheduler_picks"`
+	PacketsIn  uint64 `json:"packets_in"`
+	BytesIn    uint64 `json:"bytes_in"`
+	PacketsOut uint64 `json:"packets_out"`
+	BytesOut   uint64 `json:"bytes_out"`
 }
 
 // RealStatus is one real server as the data plane holds it.

@@ -166,6 +166,7 @@ func (s *Stats64) Get(id uint32) (Stats, error) {
 	var t Stats
 	for _, p := range per {
 		t.Conns += p.Conns
+		t.Picks += p.Picks
 		t.PktsIn += p.PktsIn
 		t.BytesIn += p.BytesIn
 		t.PktsOut += p.PktsOut

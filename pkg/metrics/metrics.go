@@ -98,6 +98,16 @@ var (
 		"IP bytes to (in) and from (out, NAT only) a real server.", append(realLabels, "direction"), nil)
 	descRealConns = prometheus.NewDesc("xlbd_real_connections_total",
 		"New connections (flows) sent to a real server.", realLabels, nil)
+	descRealPicks = prometheus.NewDesc("xlbd_real_scheduler_picks_total",
+		"Connections the scheduler chose a real server for (the others followed a persistence template).", realLabels, nil)
+	descRealActive = prometheus.NewDesc("xlbd_real_active_connections",
+		"Connections to a real server counted active by IPVS's rules (TCP handshake or established).", realLabels, nil)
+	descRealInactive = prometheus.NewDesc("xlbd_real_inactive_connections",
+		"Connections to a real server counted inactive (closing TCP, UDP).", realLabels, nil)
+	descRealTemplates = prometheus.NewDesc("xlbd_real_persistence_templates",
+		"Persistence templates pointing at a real server.", realLabels, nil)
+	descRealOverloaded = prometheus.NewDesc("xlbd_real_overloaded",
+		"1 while a real server is over its upper connection threshold (takes no new connections).", realLabels, nil)
 	descRealWeight = prometheus.NewDesc("xlbd_real_weight",
 		"Configured weight of a real server (0: quiesced, no new connections).", realLabels, nil)
 	descRealReachable = prometheus.NewDesc("xlbd_real_reachable",
@@ -106,7 +116,7 @@ var (
 		"Packets seen by the XDP balancer, by verdict (fwd_*: forwarded, pass_*: left to the kernel, drop_*: dropped).",
 		[]string{"verdict"}, nil)
 	descFlows = prometheus.NewDesc("xlbd_flow_table_entries",
-		"Entries in the data plane's flow tables (conn: client flows; nat: NAT reply entries).",
+		"Entries in the data plane's flow tables (conn: client flows; nat: NAT reply entries; persistence: templates).",
 		[]string{"table"}, nil)
 	descAttached = prometheus.NewDesc("xlbd_xdp_attached",
 		"1 for each interface the balancer is attached to, with its XDP mode.", []string{"interface", "mode"}, nil)
@@ -124,7 +134,8 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcPackets, descSvcBytes, descSvcConns, descSvcInfo, descRealPackets,
-		descRealBytes, descRealConns, descRealWeight, descRealReachable, descVerdicts, descFlows, descAttached,
+		descRealBytes, descRealConns, descRealPicks, descRealActive, descRealInactive, descRealTemplates,
+		descRealOverloaded, descRealWeight, descRealReachable, descVerdicts, descFlows, descAttached,
 		descBackend, descScrapeErrors} {
 		ch <- d
 	}
@@ -163,6 +174,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descRealBytes, r.BytesIn, append(rl, "in")...)
 			counter(descRealBytes, r.BytesOut, append(rl, "out")...)
 			counter(descRealConns, r.Connections, rl...)
+			counter(descRealPicks, r.Picks, rl...)
+			gauge(descRealActive, float64(r.ActiveConns), rl...)
+			gauge(descRealInactive, float64(r.InactiveConns), rl...)
+			gauge(descRealTemplates, float64(r.PersistConns), rl...)
+			ovl := 0.0
+			if r.Overloaded {
+				ovl = 1
+			}
+			gauge(descRealOverloaded, ovl, rl...)
 			gauge(descRealWeight, float64(r.Weight), rl...)
 			reach := 0.0
 			if r.Reachable {
@@ -179,6 +199,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if st.NATFlows >= 0 {
 		gauge(descFlows, float64(st.NATFlows), "nat")
+	}
+	if st.Templates >= 0 {
+		gauge(descFlows, float64(st.Templates), "persistence")
 	}
 	for _, a := range st.Attachments {
 		gauge(descAttached, 1, a.Interface, a.Mode)

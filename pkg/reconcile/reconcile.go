@@ -5,27 +5,200 @@
 package reconcile
 
 import (
+	"fmt"
+	"net/netip"
+	"strings"
+
 	"github.com/xlbd/xlbd/pkg/config"
 	"github.com/xlbd/xlbd/pkg/dataplane"
 )
 
-// Desired is the data-plane state for cfg.
+// MaxGroupRange is the most addresses one virtual_server_group range may
+// expand to. The XDP data plane holds at most 4096 services, so a larger
+// range could never be applied; it is left out with a note instead of
+// being expanded into millions of services.
+const MaxGroupRange = 4096
+
+// Desired is the data-plane state for cfg. See Plan for what it leaves
+// out.
 func Desired(cfg *config.Config) dataplane.State {
-	var st dataplane.State
-	for _, vs := range cfg.VirtualServers {
-		s := dataplane.Service{
-			VIP:      vs.Address,
-			Port:     vs.Port,
-			Protocol: uint8(vs.Protocol),
-			Sched:    vs.LBAlgo,
-			Kind:     kind(vs.LBKind),
-		}
-		for _, rs := range vs.RealServers {
-			s.Reals = append(s.Reals, dataplane.Real{Addr: rs.Address, Port: rs.Port, Weight: rs.Weight})
-		}
-		st.Services = append(st.Services, s)
-	}
+	st, _ := Plan(cfg)
 	return st
+}
+
+// Plan is the data-plane state for cfg together with notes on what of
+// cfg the data plane is not given, each naming the file and line it comes
+// from, for the daemon to log as warnings next to cfg.Warnings.
+//
+//   - A virtual_server fwmark N is left out without a note: the parser has
+//     already warned that the XDP data plane cannot match firewall marks.
+//   - A virtual_server group NAME becomes one service per address and port
+//     of the group (ranges expanded), as keepalived adds each to IPVS. The
+//     group's fwmark entries, entries without a port (IPVS's "every port")
+//     and ranges wider than MaxGroupRange are left out with a note.
+//   - A service that another virtual server already gave (a group member
+//     repeating a plain virtual server or another member) is kept once,
+//     the first in file order, with a note: IPVS refuses the second too.
+//
+// A real server with port 0, which only group and fwmark services have,
+// gets the service's port, as IPVS forwards to the port the packet was
+// sent to.
+func Plan(cfg *config.Config) (dataplane.State, []*config.Error) {
+	p := planner{cfg: cfg, seen: map[svcKey]*config.VirtualServer{}}
+	p.st.Timeouts = timeouts(cfg.Global.LVSTimeouts)
+	groups := map[string]*config.VirtualServerGroup{}
+	for i := range cfg.VirtualServerGroups {
+		g := &cfg.VirtualServerGroups[i]
+		groups[g.Name] = g
+	}
+	for i := range cfg.VirtualServers {
+		vs := &cfg.VirtualServers[i]
+		switch {
+		case vs.FWMark != 0:
+			// Warned by the parser.
+		case vs.Group != "":
+			g := groups[vs.Group]
+			if g == nil {
+				// Only a config built by hand gets here: the parser
+				// rejects a group that is not defined.
+				p.note(vs, "virtual_server_group %q is not defined; virtual server skipped", vs.Group)
+				continue
+			}
+			p.group(vs, g)
+		default:
+			p.add(vs, vs.Address, vs.Port)
+		}
+	}
+	return p.st, p.notes
+}
+
+type svcKey struct {
+	addr  netip.Addr
+	port  uint16
+	proto config.Protocol
+}
+
+type planner struct {
+	cfg   *config.Config
+	st    dataplane.State
+	notes []*config.Error
+	seen  map[svcKey]*config.VirtualServer // which virtual server gave a service
+}
+
+func (p *planner) note(vs *config.VirtualServer, format string, args ...any) {
+	file := vs.File
+	if file == "" {
+		file = p.cfg.File
+	}
+	// The Path is the virtual server's Key, which reads the same in both
+	// syntaxes: "group:WEB/TCP", "10.50.1.100:80/TCP".
+	p.notes = append(p.notes, &config.Error{File: file, Line: vs.Line, Path: vs.Key(), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *planner) group(vs *config.VirtualServer, g *config.VirtualServerGroup) {
+	if len(g.FWMarks) > 0 {
+		marks := make([]string, len(g.FWMarks))
+		for i, m := range g.FWMarks {
+			marks[i] = fmt.Sprint(m)
+		}
+		p.note(vs, "fwmark %s of virtual_server_group %q skipped: the XDP data plane cannot match firewall marks", strings.Join(marks, ", "), g.Name)
+	}
+	for _, r := range g.Ranges {
+		switch n := rangeSize(r); {
+		case n == 0:
+			p.note(vs, "%s of virtual_server_group %q skipped: not an IPv4 range", rangeString(r), g.Name)
+		case r.Port == 0:
+			p.note(vs, "%s of virtual_server_group %q skipped: it has no port (IPVS: every port), and the XDP data plane balances single ports", rangeString(r), g.Name)
+		case n > MaxGroupRange:
+			p.note(vs, "%s of virtual_server_group %q skipped: %d addresses, more than the %d services the data plane holds", rangeString(r), g.Name, n, MaxGroupRange)
+		default:
+			for a := r.First; a.IsValid() && !r.Last.Less(a); a = a.Next() {
+				p.add(vs, a, r.Port)
+			}
+		}
+	}
+}
+
+// add appends vs's service at addr:port unless an earlier virtual server
+// gave it already.
+func (p *planner) add(vs *config.VirtualServer, addr netip.Addr, port uint16) {
+	k := svcKey{addr, port, vs.Protocol}
+	if first, dup := p.seen[k]; dup {
+		p.note(vs, "service %s/%s skipped: virtual server %s at %s:%d already gives it", netip.AddrPortFrom(addr, port), vs.Protocol, first.Key(), first.File, first.Line)
+		return
+	}
+	p.seen[k] = vs
+	p.st.Services = append(p.st.Services, service(vs, addr, port))
+}
+
+// service is vs's data-plane service at addr:port.
+func service(vs *config.VirtualServer, addr netip.Addr, port uint16) dataplane.Service {
+	s := dataplane.Service{
+		VIP:      addr,
+		Port:     port,
+		Protocol: uint8(vs.Protocol),
+		Sched:    vs.LBAlgo,
+		Kind:     kind(vs.LBKind),
+	}
+	if vs.PersistenceTimeout > 0 {
+		s.PersistTimeout = vs.PersistenceTimeout
+		s.PersistPrefix = vs.PersistenceGranularity
+	}
+	for _, rs := range vs.RealServers {
+		r := dataplane.Real{
+			Addr:       rs.Address,
+			Port:       rs.Port,
+			Weight:     rs.Weight,
+			UThreshold: int(rs.UThreshold),
+			LThreshold: int(rs.LThreshold),
+		}
+		if r.Port == 0 {
+			r.Port = port
+		}
+		s.Reals = append(s.Reals, r)
+	}
+	return s
+}
+
+// timeouts passes on the lvs_timeouts that differ from IPVS's own; the
+// model fills in IPVS's defaults for what lvs_timeouts leaves out, and the
+// data plane reads zero as "IPVS's default".
+func timeouts(t config.LVSTimeouts) dataplane.Timeouts {
+	var out dataplane.Timeouts
+	if t.TCP != config.DefaultLVSTimeoutTCP {
+		out.TCP = t.TCP
+	}
+	if t.TCPFin != config.DefaultLVSTimeoutTCPFin {
+		out.TCPFin = t.TCPFin
+	}
+	if t.UDP != config.DefaultLVSTimeoutUDP {
+		out.UDP = t.UDP
+	}
+	return out
+}
+
+// rangeSize counts the addresses of an IPv4 range.
+func rangeSize(r config.AddressRange) uint64 {
+	if !r.First.Is4() || !r.Last.Is4() || r.Last.Less(r.First) {
+		return 0
+	}
+	return uint64(u32(r.Last)) - uint64(u32(r.First)) + 1
+}
+
+func u32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func rangeString(r config.AddressRange) string {
+	s := r.First.String()
+	if r.Last != r.First {
+		s += "-" + r.Last.String()
+	}
+	if r.Port != 0 {
+		s += fmt.Sprintf(" port %d", r.Port)
+	}
+	return s
 }
 
 func kind(k config.Kind) dataplane.Kind {

@@ -442,7 +442,7 @@ func (t *Tables) Status() ([]dataplane.ServiceStatus, error) {
 }
 
 func counters(s maps.Stats) dataplane.Counters {
-	return dataplane.Counters{Connections: s.Conns, PacketsIn: s.PktsIn, BytesIn: s.BytesIn,
+	return dataplane.Counters{Connections: s.Conns, Picks: s.Picks, PacketsIn: s.PktsIn, BytesIn: s.BytesIn,
 		PacketsOut: s.PktsOut, BytesOut: s.BytesOut}
 }
 
