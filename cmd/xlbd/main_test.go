@@ -111,15 +111,14 @@ func TestCheck(t *testing.T) {
 			args:   []string{"--config", ka + "12-fwmark.conf"},
 			stdout: []string{ka + "12-fwmark.conf: OK, 1 virtual server (0 services), 1 warning"},
 			stderr: []string{
-				ka + "12-fwmark.conf:3: warning: virtual_server[fwmark 5]: xlbd's data plane does not balance fwmark or group virtual servers yet; this one is only checked",
+				ka + "12-fwmark.conf:3: warning: virtual_server[fwmark 5]: xlbd's XDP data plane cannot balance fwmark virtual servers (firewall marks are not visible to XDP); this one is only checked",
 			},
 		},
 		{
 			name:   "group virtual server: expanded, with the data plane's notes as warnings",
 			args:   []string{"--config", ka + "11-virtual-server-group.conf"},
-			stdout: []string{ka + "11-virtual-server-group.conf: OK, 1 virtual server (77 services), 3 warnings"},
+			stdout: []string{ka + "11-virtual-server-group.conf: OK, 1 virtual server (77 services), 2 warnings"},
 			stderr: []string{
-				ka + "11-virtual-server-group.conf:10: warning: virtual_server[group WEB]: xlbd's data plane does not balance fwmark or group virtual servers yet; this one is only checked",
 				ka + `11-virtual-server-group.conf:10: warning: group:WEB/TCP: fwmark 7 of virtual_server_group "WEB" skipped: the XDP data plane cannot match firewall marks`,
 				ka + `11-virtual-server-group.conf:10: warning: group:WEB/TCP: 10.50.4.1 of virtual_server_group "WEB" skipped: it has no port (IPVS: every port), and the XDP data plane balances single ports`,
 			},
@@ -127,9 +126,8 @@ func TestCheck(t *testing.T) {
 		{
 			name:   "lb.yaml with warnings",
 			args:   []string{"--config", yml + "full.yaml"},
-			stdout: []string{yml + "full.yaml: OK, 2 virtual servers (4 services), 2 warnings"},
+			stdout: []string{yml + "full.yaml: OK, 2 virtual servers (4 services), 1 warning"},
 			stderr: []string{
-				yml + "full.yaml:65: warning: virtual_servers[0]: xlbd's data plane does not balance fwmark or group virtual servers yet; this one is only checked",
 				yml + `full.yaml:65: warning: group:DNS/UDP: fwmark 9 of virtual_server_group "DNS" skipped: the XDP data plane cannot match firewall marks`,
 			},
 		},
@@ -451,7 +449,6 @@ func TestDaemonConfig(t *testing.T) {
 			t.Fatalf("err = %v, want the missing interface", err)
 		}
 		for _, want := range []string{
-			`level=WARN msg="xlbd's data plane does not balance fwmark or group virtual servers yet; this one is only checked" file=testdata/keepalived/11-virtual-server-group.conf line=10 path="virtual_server[group WEB]"`,
 			`level=WARN msg="fwmark 7 of virtual_server_group \"WEB\" skipped: the XDP data plane cannot match firewall marks" file=testdata/keepalived/11-virtual-server-group.conf line=10 path=group:WEB/TCP`,
 			`level=WARN msg="10.50.4.1 of virtual_server_group \"WEB\" skipped: it has no port (IPVS: every port), and the XDP data plane balances single ports" file=testdata/keepalived/11-virtual-server-group.conf line=10 path=group:WEB/TCP`,
 		} {
@@ -459,8 +456,8 @@ func TestDaemonConfig(t *testing.T) {
 				t.Errorf("log lacks\n%s\nlog:\n%s", want, stderr)
 			}
 		}
-		if n := strings.Count(stderr, "level=WARN"); n != 3 {
-			t.Errorf("%d warnings logged, want 3:\n%s", n, stderr)
+		if n := strings.Count(stderr, "level=WARN"); n != 2 {
+			t.Errorf("%d warnings logged, want 2:\n%s", n, stderr)
 		}
 	})
 	t.Run("--config-format reaches the daemon", func(t *testing.T) {

@@ -382,6 +382,9 @@ type VirtualServer struct {
 	Omega      bool // run quorum_down and notify_down scripts on shutdown
 	HASuspend  bool
 	OPS        bool // one-packet scheduling (UDP)
+	// SchedFlags are IPVS's scheduler flags given: sh-port, sh-fallback,
+	// mh-port, mh-fallback.
+	SchedFlags []string
 	// Virtualhost is the default Host header of HTTP_GET and SSL_GET
 	// checkers.
 	Virtualhost string

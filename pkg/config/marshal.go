@@ -357,6 +357,9 @@ func (m *marshaler) virtualServer(vs VirtualServer) ymap {
 	m.put(&y, "omega", vs.Omega, !vs.Omega)
 	m.put(&y, "ha_suspend", vs.HASuspend, !vs.HASuspend)
 	m.put(&y, "ops", vs.OPS, !vs.OPS)
+	for _, f := range vs.SchedFlags {
+		m.put(&y, f, true, false)
+	}
 	m.opt(&y, "virtualhost", vs.Virtualhost)
 	if vs.SorryServer.IsValid() {
 		if vs.SorryServer.Port() == vs.Port && !m.full {

@@ -213,7 +213,9 @@ func (v *validator) virtualServer(n *rawNode, groups map[string]bool) (VirtualSe
 				v.d.at(grp.pos, "virtual_server_group %q is not defined", name)
 			}
 		}
-		v.d.warn(n.pos, "xlbd's data plane does not balance fwmark or group virtual servers yet; this one is only checked")
+		if fw != nil {
+			v.d.warn(n.pos, "xlbd's XDP data plane cannot balance fwmark virtual servers (firewall marks are not visible to XDP); this one is only checked")
+		}
 	default:
 		if v.required(n.pos, "address", n.val("address")) {
 			vs.Address, _ = v.ip4(n.val("address"))
@@ -281,6 +283,13 @@ func (v *validator) virtualServer(n *rawNode, groups map[string]bool) (VirtualSe
 	v.setFlag(&vs.Omega, n.val("omega"))
 	v.setFlag(&vs.HASuspend, n.val("ha_suspend"))
 	v.setFlag(&vs.OPS, n.val("ops"))
+	for _, f := range []string{"sh-port", "sh-fallback", "mh-port", "mh-fallback"} {
+		var on bool
+		v.setFlag(&on, n.val(f))
+		if on {
+			vs.SchedFlags = append(vs.SchedFlags, f)
+		}
+	}
 	v.setText(&vs.Virtualhost, n.val("virtualhost"))
 	if s := n.node("sorry_server"); s != nil && v.requiredIn(s, "address") {
 		if a, ok := v.ip4(s.val("address")); ok {

@@ -134,11 +134,12 @@ func (p *planner) add(vs *config.VirtualServer, addr netip.Addr, port uint16) {
 // service is vs's data-plane service at addr:port.
 func service(vs *config.VirtualServer, addr netip.Addr, port uint16) dataplane.Service {
 	s := dataplane.Service{
-		VIP:      addr,
-		Port:     port,
-		Protocol: uint8(vs.Protocol),
-		Sched:    vs.LBAlgo,
-		Kind:     kind(vs.LBKind),
+		VIP:        addr,
+		Port:       port,
+		Protocol:   uint8(vs.Protocol),
+		Sched:      vs.LBAlgo,
+		SchedFlags: vs.SchedFlags,
+		Kind:       kind(vs.LBKind),
 	}
 	if vs.PersistenceTimeout > 0 {
 		s.PersistTimeout = vs.PersistenceTimeout

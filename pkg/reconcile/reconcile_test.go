@@ -294,3 +294,23 @@ func TestSchedulersMatchDataPlane(t *testing.T) {
 		t.Errorf("default scheduler = %q, want keepalived's (IPVS's) wlc", got)
 	}
 }
+
+// IPVS's scheduler flags reach the data plane.
+func TestDesiredSchedFlags(t *testing.T) {
+	cfg, err := config.ParseKeepalived("flags.conf", []byte(`virtual_server 10.50.1.100 80 {
+    lb_algo mh
+    lb_kind DR
+    mh-port
+    mh-fallback
+    real_server 10.50.1.11 80 {
+    }
+}
+`), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := Desired(cfg)
+	if got := st.Services[0].SchedFlags; len(got) != 2 || got[0] != "mh-port" || got[1] != "mh-fallback" {
+		t.Errorf("scheduler flags %v, want [mh-port mh-fallback]", got)
+	}
+}
