@@ -43,7 +43,7 @@ static __always_inline int count(enum verdict v, int action)
 	return action;
 }
 
-static __always_inline void account_in(__u32 map_id, void *map, __u32 bytes, int new_conn)
+static __always_inline void account_in(__u32 map_id, void *map, __u32 bytes, int new_conn, int picked)
 {
 	struct stats *s = bpf_map_lookup_elem(map, &map_id);
 	if (!s)
@@ -51,6 +51,7 @@ static __always_inline void account_in(__u32 map_id, void *map, __u32 bytes, int
 	s->pkts_in++;
 	s->bytes_in += bytes;
 	s->conns += new_conn;
+	s->picks += picked;
 }
 
 static __always_inline void account_out(__u32 id, void *map, __u32 bytes)
@@ -154,7 +155,7 @@ static __always_inline int nat_reply(struct xdp_md *ctx, struct ethhdr *eth, str
 		return count(VERDICT_PASS_NO_CONN, XDP_PASS);
 	if (iph->ttl <= 1)
 		return count(VERDICT_PASS_TTL, XDP_PASS);
-	conn_update(cv, cfg, iph->protocol, TBL_OUTPUT, tcp_flags, now);
+	conn_update(cv, cfg, iph->protocol, TBL_OUTPUT, tcp_flags, now, 1);
 
 	nat_rewrite(iph, l4check, &iph->saddr, &ports[0], nv->vip, nv->vport);
 	account_out(nv->real_id, &real_stats, tot);
@@ -290,13 +291,6 @@ static __always_inline int tun_encap(struct xdp_md *ctx, struct real_val *r, __u
  * the scheduler. It returns the real's id or NO_REAL. A global function,
  * checked once by the verifier; its pointers are copies on the caller's
  * stack. */
-static __always_inline void count_pick(__u32 id)
-{
-	struct stats *s = bpf_map_lookup_elem(&real_stats, &id);
-	if (s)
-		s->picks++;
-}
-
 __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen, struct conn_val *nc, __u64 now)
 {
 	if (!sv || !ck || !nc)
@@ -309,7 +303,7 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 		id = xlb_schedule(sv, gen, ck->src, ck->dst, ck->sport);
 		if (id == NO_REAL)
 			return NO_REAL;
-		count_pick(id);
+		nc->flags |= CONN_F_PICKED;
 	} else {
 		/* ip_vs_sched_persist: one template per client network, VIP and
 		 * port decides the real while it lives, even a quiesced one. */
@@ -334,7 +328,7 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 			id = xlb_schedule(sv, gen, ck->src, ck->dst, ck->sport);
 			if (id == NO_REAL)
 				return NO_REAL;
-			count_pick(id);
+			nc->flags |= CONN_F_PICKED;
 			struct real_val *r = bpf_map_lookup_elem(&reals, &id);
 			if (!r)
 				return NO_REAL;
@@ -345,7 +339,7 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 				.timeout = sv->persist_timeout,
 			};
 			if (!bpf_map_update_elem(&persist, &tk, &nt, BPF_NOEXIST))
-				real_bind(id, r, 1);
+				real_bind(id, r, 1, 0);
 			t = bpf_map_lookup_elem(&persist, &tk);
 			if (!t)
 				return NO_REAL;
@@ -366,7 +360,6 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 	nc->expires = now + 3000000000ULL;
 	if (sv->mode != MODE_NAT)
 		nc->flags |= CONN_F_NOOUTPUT;
-	real_bind(id, r, 0);
 	return id;
 }
 
@@ -447,6 +440,7 @@ int xdp_lb(struct xdp_md *ctx)
 	struct real_val *r = 0;
 	int is_new = 0;
 	int syn = (tcp_flags & 0x02) != 0;
+	__u32 nc_flags = 0;
 	struct conn_val *cv = bpf_map_lookup_elem(&conns, &ck);
 	struct conn_val *old = 0;
 	if (cv) {
@@ -506,9 +500,14 @@ int xdp_lb(struct xdp_md *ctx)
 			return count(VERDICT_PASS_NO_REAL, XDP_PASS);
 		if (old)
 			conn_retire(old, now);
-		conn_update(&nc, cfg, iph->protocol, TBL_INPUT, tcp_flags, now);
+		conn_update(&nc, cfg, iph->protocol, TBL_INPUT, tcp_flags, now, 0);
+		r = bpf_map_lookup_elem(&reals, &real_id);
+		if (!r)
+			return count(VERDICT_DROP_ERROR, XDP_DROP);
+		real_bind(real_id, r, 0, nc.flags & CONN_F_ACTIVE);
 		/* Another CPU may have scheduled the same new flow meanwhile: its
 		 * choice wins, so both see one real server. */
+		nc_flags = nc.flags;
 		if (bpf_map_update_elem(&conns, &ck, &nc, old ? BPF_ANY : BPF_NOEXIST)) {
 			conn_retire(&nc, now);
 			cv = bpf_map_lookup_elem(&conns, &ck);
@@ -522,11 +521,11 @@ int xdp_lb(struct xdp_md *ctx)
 		if (!r)
 			return count(VERDICT_DROP_ERROR, XDP_DROP);
 	} else {
-		conn_update(cv, cfg, iph->protocol, TBL_INPUT, tcp_flags, now);
+		conn_update(cv, cfg, iph->protocol, TBL_INPUT, tcp_flags, now, 1);
 	}
 
-	account_in(real_id, &real_stats, tot, is_new);
-	account_in(r->svc_id, &svc_stats, tot, is_new);
+	account_in(real_id, &real_stats, tot, is_new, is_new && (nc_flags & CONN_F_PICKED));
+	account_in(r->svc_id, &svc_stats, tot, is_new, is_new && (nc_flags & CONN_F_PICKED));
 
 	if (r->mode == MODE_DR) {
 		__builtin_memcpy(eth->h_dest, r->dmac, ETH_ALEN);

@@ -28,8 +28,10 @@ static __always_inline struct conn_cfg *get_cfg(void)
 }
 
 /* ip_vs_bind_dest: a new connection counts as inactive until its first
- * state change; a template counts in persistconns. */
-static __always_inline void real_bind(__u32 id, struct real_val *r, int template)
+ * state change, which the caller has already applied (active says where it
+ * counts now: one atomic instead of three); a template counts in
+ * persistconns. */
+static __always_inline void real_bind(__u32 id, struct real_val *r, int template, int active)
 {
 	struct real_conns *rc = bpf_map_lookup_elem(&real_load, &id);
 	if (!rc)
@@ -38,7 +40,10 @@ static __always_inline void real_bind(__u32 id, struct real_val *r, int template
 		__sync_fetch_and_add(&rc->persist, 1);
 		return;
 	}
-	__sync_fetch_and_add(&rc->inactive, 1);
+	if (active)
+		__sync_fetch_and_add(&rc->active, 1);
+	else
+		__sync_fetch_and_add(&rc->inactive, 1);
 	if (r->uthreshold && rc->active + rc->inactive >= r->uthreshold)
 		rc->overloaded = 1;
 }
@@ -132,9 +137,11 @@ static __always_inline int tcp_row(__u8 flags)
 }
 
 /* conn_update moves the connection's state for one packet and rearms its
- * timer. table is TBL_INPUT for client packets, TBL_OUTPUT for NAT replies. */
+ * timer. table is TBL_INPUT for client packets, TBL_OUTPUT for NAT replies.
+ * bound says the connection is already counted in its real's load (a new
+ * one is counted after its first transition). */
 static __always_inline void conn_update(struct conn_val *cv, struct conn_cfg *cfg, __u8 proto, int table,
-					__u8 tcp_flags, __u64 now)
+					__u8 tcp_flags, __u64 now, int bound)
 {
 	if (proto != IPPROTO_TCP) {
 		cv->expires = now + cfg->udp_timeout;
@@ -154,7 +161,7 @@ static __always_inline void conn_update(struct conn_val *cv, struct conn_cfg *cf
 	if (ns != old) {
 		int was = cv->flags & CONN_F_ACTIVE;
 		int is = cfg->tcp_active[ns];
-		if (was != is) {
+		if (was != is && bound) {
 			struct real_val *r = bpf_map_lookup_elem(&reals, &cv->real_id);
 			__u32 id = cv->real_id;
 			struct real_conns *rc = bpf_map_lookup_elem(&real_load, &id);
@@ -167,11 +174,11 @@ static __always_inline void conn_update(struct conn_val *cv, struct conn_cfg *cf
 					__sync_fetch_and_add(&rc->inactive, 1);
 				}
 			}
-			if (is)
-				cv->flags |= CONN_F_ACTIVE;
-			else
-				cv->flags &= ~CONN_F_ACTIVE;
 		}
+		if (is)
+			cv->flags |= CONN_F_ACTIVE;
+		else
+			cv->flags &= ~CONN_F_ACTIVE;
 		cv->state = ns;
 	}
 	cv->expires = now + cfg->tcp_timeout[ns];

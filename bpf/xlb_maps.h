@@ -162,6 +162,7 @@ struct tmpl_key {
 #define CONN_F_ACTIVE 1	   /* counted in activeconns, else inactconns */
 #define CONN_F_PERSIST 2   /* created through a template */
 #define CONN_F_NOOUTPUT 4  /* no reply seen yet: input-only state table */
+#define CONN_F_PICKED 8    /* the scheduler chose the real (no template) */
 
 struct conn_val {
 	__u32 real_id;
