@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -114,8 +115,9 @@ func demo(bin, testdata, mode, xdpMode string, verbose bool) error {
 	c.Cleanup(func() { unix.Unmount(pin, unix.MNT_DETACH) })
 
 	cfg := filepath.Join(testdata, "demo-"+strings.ToLower(mode)+".yaml")
+	sock := filepath.Join(pin, "..", filepath.Base(pin)+".sock")
 	args := []string{"--config", cfg, "--pin-dir", pin, "--xdp-mode", xdpMode, "--interface", top.LBFront,
-		"--control-socket", filepath.Join(pin, "..", filepath.Base(pin)+".sock")}
+		"--control-socket", sock}
 	if top.LBBack != top.LBFront {
 		args = append(args, "--interface", top.LBBack)
 	}
@@ -147,7 +149,13 @@ func demo(bin, testdata, mode, xdpMode string, verbose bool) error {
 	for i := 0; i < len(served); i += 10 {
 		fmt.Printf("  %2d-%2d: %s\n", i+1, i+10, strings.Join(served[i:i+10], " "))
 	}
-	return printCounters(pin)
+	if err := printCounters(pin); err != nil {
+		return err
+	}
+	fmt.Printf("$ xlbd status\n")
+	out, err := exec.Command(bin, "status", "--control-socket", sock).CombinedOutput()
+	fmt.Print(string(out))
+	return err
 }
 
 func printCounters(pin string) error {
