@@ -236,6 +236,7 @@ const (
 	XlbMapAddrFilter      = "addr_filter"
 	XlbMapConns           = "conns"
 	XlbMapCtl             = "ctl"
+	XlbMapLblcScratch     = "lblc_scratch"
 	XlbMapLblcTable       = "lblc_table"
 	XlbMapNat             = "nat"
 	XlbMapPersist         = "persist"
@@ -307,21 +308,22 @@ type XlbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XlbMapSpecs struct {
-	AddrFilter *ebpf.MapSpec `ebpf:"addr_filter"`
-	Conns      *ebpf.MapSpec `ebpf:"conns"`
-	Ctl        *ebpf.MapSpec `ebpf:"ctl"`
-	LblcTable  *ebpf.MapSpec `ebpf:"lblc_table"`
-	Nat        *ebpf.MapSpec `ebpf:"nat"`
-	Persist    *ebpf.MapSpec `ebpf:"persist"`
-	RealLoad   *ebpf.MapSpec `ebpf:"real_load"`
-	RealStats  *ebpf.MapSpec `ebpf:"real_stats"`
-	Reals      *ebpf.MapSpec `ebpf:"reals"`
-	Ring       *ebpf.MapSpec `ebpf:"ring"`
-	Rr         *ebpf.MapSpec `ebpf:"rr"`
-	Services   *ebpf.MapSpec `ebpf:"services"`
-	SvcStats   *ebpf.MapSpec `ebpf:"svc_stats"`
-	TrackCfg   *ebpf.MapSpec `ebpf:"track_cfg"`
-	Verdicts   *ebpf.MapSpec `ebpf:"verdicts"`
+	AddrFilter  *ebpf.MapSpec `ebpf:"addr_filter"`
+	Conns       *ebpf.MapSpec `ebpf:"conns"`
+	Ctl         *ebpf.MapSpec `ebpf:"ctl"`
+	LblcScratch *ebpf.MapSpec `ebpf:"lblc_scratch"`
+	LblcTable   *ebpf.MapSpec `ebpf:"lblc_table"`
+	Nat         *ebpf.MapSpec `ebpf:"nat"`
+	Persist     *ebpf.MapSpec `ebpf:"persist"`
+	RealLoad    *ebpf.MapSpec `ebpf:"real_load"`
+	RealStats   *ebpf.MapSpec `ebpf:"real_stats"`
+	Reals       *ebpf.MapSpec `ebpf:"reals"`
+	Ring        *ebpf.MapSpec `ebpf:"ring"`
+	Rr          *ebpf.MapSpec `ebpf:"rr"`
+	Services    *ebpf.MapSpec `ebpf:"services"`
+	SvcStats    *ebpf.MapSpec `ebpf:"svc_stats"`
+	TrackCfg    *ebpf.MapSpec `ebpf:"track_cfg"`
+	Verdicts    *ebpf.MapSpec `ebpf:"verdicts"`
 }
 
 // XlbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -355,21 +357,22 @@ func (o *XlbObjects) Close() error {
 //
 // It can be passed to LoadXlbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XlbMaps struct {
-	AddrFilter *ebpf.Map `ebpf:"addr_filter"`
-	Conns      *ebpf.Map `ebpf:"conns"`
-	Ctl        *ebpf.Map `ebpf:"ctl"`
-	LblcTable  *ebpf.Map `ebpf:"lblc_table"`
-	Nat        *ebpf.Map `ebpf:"nat"`
-	Persist    *ebpf.Map `ebpf:"persist"`
-	RealLoad   *ebpf.Map `ebpf:"real_load"`
-	RealStats  *ebpf.Map `ebpf:"real_stats"`
-	Reals      *ebpf.Map `ebpf:"reals"`
-	Ring       *ebpf.Map `ebpf:"ring"`
-	Rr         *ebpf.Map `ebpf:"rr"`
-	Services   *ebpf.Map `ebpf:"services"`
-	SvcStats   *ebpf.Map `ebpf:"svc_stats"`
-	TrackCfg   *ebpf.Map `ebpf:"track_cfg"`
-	Verdicts   *ebpf.Map `ebpf:"verdicts"`
+	AddrFilter  *ebpf.Map `ebpf:"addr_filter"`
+	Conns       *ebpf.Map `ebpf:"conns"`
+	Ctl         *ebpf.Map `ebpf:"ctl"`
+	LblcScratch *ebpf.Map `ebpf:"lblc_scratch"`
+	LblcTable   *ebpf.Map `ebpf:"lblc_table"`
+	Nat         *ebpf.Map `ebpf:"nat"`
+	Persist     *ebpf.Map `ebpf:"persist"`
+	RealLoad    *ebpf.Map `ebpf:"real_load"`
+	RealStats   *ebpf.Map `ebpf:"real_stats"`
+	Reals       *ebpf.Map `ebpf:"reals"`
+	Ring        *ebpf.Map `ebpf:"ring"`
+	Rr          *ebpf.Map `ebpf:"rr"`
+	Services    *ebpf.Map `ebpf:"services"`
+	SvcStats    *ebpf.Map `ebpf:"svc_stats"`
+	TrackCfg    *ebpf.Map `ebpf:"track_cfg"`
+	Verdicts    *ebpf.Map `ebpf:"verdicts"`
 }
 
 func (m *XlbMaps) Close() error {
@@ -377,6 +380,7 @@ func (m *XlbMaps) Close() error {
 		m.AddrFilter,
 		m.Conns,
 		m.Ctl,
+		m.LblcScratch,
 		m.LblcTable,
 		m.Nat,
 		m.Persist,

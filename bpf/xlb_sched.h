@@ -173,6 +173,7 @@ static long pick_cb(__u64 i, struct pick_ctx *c)
 	case SCHED_WLC:
 	case SCHED_SED:
 	case SCHED_LBLC:
+	case SCHED_LBLCR:
 		oh = c->kind == SCHED_SED ? (__u64)act + 1 : ((__u64)act << 8) + inact;
 		if (c->best == NO_REAL) {
 			if (usable) {
@@ -276,7 +277,7 @@ static long half_cb(__u64 i, struct half_ctx *c)
 	struct cand d;
 	if (id == NO_REAL || !cand_get(id, &d))
 		return 0;
-	if (d.rc->active < d.r->weight / 2) {
+	if (d.rc->active * 2 < d.r->weight) {
 		c->found = 1;
 		return 1;
 	}
@@ -290,6 +291,111 @@ static __always_inline int lblc_overloaded(struct svc_val *sv, __u32 mbase, stru
 	struct half_ctx h = { .base = mbase };
 	bpf_loop(sv->mem_len, half_cb, &h, 0);
 	return h.found;
+}
+
+/* lblcr's set: members as (id, serial); one that is gone counts as absent. */
+static __always_inline int member(struct lblc_val *e, int j, struct cand *d)
+{
+	if (j >= e->n || j >= LBLCR_SET)
+		return 0;
+	__u32 id = e->ids[j & (LBLCR_SET - 1)];
+	return cand_get(id, d) && d->r->serial == e->serials[j & (LBLCR_SET - 1)];
+}
+
+/* ip_vs_dest_set_min: the least overhead/weight among members not
+ * overloaded, seeded by the first usable one. Returns an id or NO_REAL. */
+static __always_inline __u32 set_min(struct lblc_val *e)
+{
+	__u32 least = NO_REAL, lw = 0;
+	__u64 loh = 0;
+#pragma unroll
+	for (int j = 0; j < LBLCR_SET; j++) {
+		struct cand d;
+		if (!member(e, j, &d))
+			continue;
+		__u64 oh = ((__u64)d.rc->active << 8) + d.rc->inactive;
+		if (least == NO_REAL) {
+			if (d.r->weight > 0 && !d.rc->overloaded) {
+				least = e->ids[j];
+				loh = oh;
+				lw = d.r->weight;
+			}
+			continue;
+		}
+		if (d.rc->overloaded)
+			continue;
+		if (loh * d.r->weight > oh * lw) {
+			least = e->ids[j];
+			loh = oh;
+			lw = d.r->weight;
+		}
+	}
+	return least;
+}
+
+/* ip_vs_dest_set_max: the greatest overhead/weight among members with
+ * weight > 0, ignoring overload. Returns the member's index or -1. */
+static __always_inline int set_max(struct lblc_val *e)
+{
+	int most = -1;
+	__u32 mw = 0;
+	__u64 moh = 0;
+#pragma unroll
+	for (int j = 0; j < LBLCR_SET; j++) {
+		struct cand d;
+		if (!member(e, j, &d) || d.r->weight == 0)
+			continue;
+		__u64 oh = ((__u64)d.rc->active << 8) + d.rc->inactive;
+		if (most < 0 || moh * d.r->weight < oh * mw) {
+			most = j;
+			moh = oh;
+			mw = d.r->weight;
+		}
+	}
+	return most;
+}
+
+static __always_inline void set_remove(struct lblc_val *e, int m)
+{
+#pragma unroll
+	for (int j = 0; j < LBLCR_SET - 1; j++) {
+		if (j >= m && j + 1 < e->n) {
+			e->ids[j] = e->ids[j + 1];
+			e->serials[j] = e->serials[j + 1];
+		}
+	}
+	if (e->n > 0)
+		e->n--;
+}
+
+/* New members go first (list_add_rcu); a full set drops its last. */
+static __always_inline void set_insert(struct lblc_val *e, __u32 id, __u32 serial)
+{
+#pragma unroll
+	for (int j = LBLCR_SET - 1; j > 0; j--) {
+		e->ids[j] = e->ids[j - 1];
+		e->serials[j] = e->serials[j - 1];
+	}
+	e->ids[0] = id;
+	e->serials[0] = serial;
+	if (e->n < LBLCR_SET)
+		e->n++;
+}
+
+/* lblc_new points the destination's entry at one real. */
+static __always_inline void lblc_new(struct lblc_key *k, __u32 id, __u32 serial, __u64 now)
+{
+	__u32 zero = 0;
+	struct lblc_val *nv = bpf_map_lookup_elem(&lblc_scratch, &zero);
+	if (!nv)
+		return;
+	__builtin_memset(nv, 0, sizeof(*nv));
+	nv->last_used = now;
+	nv->last_mod = now;
+	nv->n = 1;
+	nv->ids[0] = id;
+	nv->serials[0] = serial;
+	bpf_map_update_elem(&lblc_table, k, nv, BPF_ANY);
 }
 
 static __always_inline __u32 pick_pass(struct svc_val *sv, __u32 mbase, __u32 kind)
@@ -406,11 +512,47 @@ __noinline __u32 xlb_schedule(struct svc_val *sv, __u32 gen, __be32 saddr, __be3
 		struct cand d;
 		if (!cand_get(id, &d))
 			return NO_REAL;
-		if (!e || e->ids[0] != id || e->serials[0] != d.r->serial) {
-			struct lblc_val nv = { .last_used = now, .last_mod = now, .n = 1 };
-			nv.ids[0] = id;
-			nv.serials[0] = d.r->serial;
-			bpf_map_update_elem(&lblc_table, &k, &nv, BPF_ANY);
+		if (!e || e->ids[0] != id || e->serials[0] != d.r->serial)
+			lblc_new(&k, id, d.r->serial, now);
+		return id;
+	}
+	case SCHED_LBLCR: {
+		struct lblc_key k = { .svc_id = sv->id, .daddr = daddr };
+		__u64 exp = (__u64)cfg->lblc_expiration_s * 1000000000ULL;
+		struct lblc_val *e = bpf_map_lookup_elem(&lblc_table, &k);
+		if (e && now >= e->last_used + exp)
+			e = 0;
+		if (!e) {
+			__u32 id = pick_pass(sv, mbase, SCHED_LBLCR);
+			struct cand d;
+			if (id == NO_REAL || !cand_get(id, &d))
+				return NO_REAL;
+			lblc_new(&k, id, d.r->serial, now);
+			return id;
+		}
+		e->last_used = now;
+		__u32 id = set_min(e);
+		if (e->n > 1 && now > e->last_mod + exp) {
+			int m = set_max(e);
+			if (m >= 0) {
+				set_remove(e, m);
+				e->last_mod = now;
+			}
+		}
+		struct cand d;
+		if (id != NO_REAL && cand_get(id, &d) && !lblc_overloaded(sv, mbase, &d))
+			return id;
+		id = pick_pass(sv, mbase, SCHED_LBLCR);
+		if (id == NO_REAL || !cand_get(id, &d))
+			return NO_REAL;
+		int have = 0;
+#pragma unroll
+		for (int j = 0; j < LBLCR_SET; j++)
+			if (j < e->n && e->ids[j] == id && e->serials[j] == d.r->serial)
+				have = 1;
+		if (!have) {
+			set_insert(e, id, d.r->serial);
+			e->last_mod = now;
 		}
 		return id;
 	}

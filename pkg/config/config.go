@@ -122,7 +122,7 @@ var schedulers = map[string]bool{
 	"lc":    true,
 	"wlc":   true,
 	"lblc":  true,
-	"lblcr": false,
+	"lblcr": true,
 	"dh":    true,
 	"sh":    true,
 	"sed":   true,

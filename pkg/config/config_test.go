@@ -393,8 +393,8 @@ func TestParseInline(t *testing.T) {
 		},
 		{
 			name: "duplicate of an invalid virtual server is not reported",
-			yaml: "virtual_servers:\n  - {address: 10.0.0.1, port: 80, lb_algo: lblcr}\n  - {address: 10.0.0.1, port: 80}\n",
-			want: `lb.yaml:2: virtual_servers[0].lb_algo: lb_algo "lblcr" is not implemented yet (supported: dh, fo, lblc, lc, mh, nq, ovf, rr, sed, sh, twos, wlc, wrr)`,
+			yaml: "virtual_servers:\n  - {address: 10.0.0.1, port: 80, lb_algo: foo}\n  - {address: 10.0.0.1, port: 80}\n",
+			want: `lb.yaml:2: virtual_servers[0].lb_algo: unknown scheduler "foo"`,
 		},
 	}
 	for _, tt := range tests {

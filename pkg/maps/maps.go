@@ -44,6 +44,7 @@ const (
 	SchedOVF      = SchedKind(xbpf.XlbSchedKindSCHED_OVF)
 	SchedTWOS     = SchedKind(xbpf.XlbSchedKindSCHED_TWOS)
 	SchedLBLC     = SchedKind(xbpf.XlbSchedKindSCHED_LBLC)
+	SchedLBLCR    = SchedKind(xbpf.XlbSchedKindSCHED_LBLCR)
 )
 
 // Service flags, as in bpf/xlb_maps.h.

@@ -117,11 +117,11 @@ func TestApplyRejectsWhatItCannotForward(t *testing.T) {
 	l := newLab(t)
 	l.apply(t, natState(real2(11, 1)))
 	bad := natState(real2(11, 1))
-	bad.Services[0].Sched = "lblcr"
+	bad.Services[0].Sched = "foo"
 	var err error
 	l.w.Do(func() { err = l.tables.Apply(t.Context(), bad) })
 	if err == nil {
-		t.Fatal("Apply accepted scheduler lblcr, which the data plane cannot run")
+		t.Fatal("Apply accepted scheduler foo, which the data plane cannot run")
 	}
 	// The old configuration still forwards.
 	if got := l.sendFlow(t, 45000); got != netip.MustParseAddr("10.50.2.11") {

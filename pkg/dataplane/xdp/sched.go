@@ -17,6 +17,7 @@ var schedKinds = map[string]maps.SchedKind{
 	"sh": maps.SchedSH, "dh": maps.SchedDH, "mh": maps.SchedMH,
 	"lc": maps.SchedLC, "wlc": maps.SchedWLC, "sed": maps.SchedSED, "nq": maps.SchedNQ,
 	"fo": maps.SchedFO, "ovf": maps.SchedOVF, "twos": maps.SchedTWOS, "lblc": maps.SchedLBLC,
+	"lblcr": maps.SchedLBLCR,
 }
 
 // Schedulers lists the IPVS scheduler names the XDP data plane runs.
