@@ -56,8 +56,9 @@ lint:
 # run of the balancer and of the config parser.
 test: deps check-generated lint
 	$(SUDO) env "PATH=$(PATH)" CI=$(CI) $(GO) test -count=1 -timeout 20m ./...
-	$(SUDO) env "PATH=$(PATH)" CI=$(CI) $(GO) test -run '^$$' -fuzz FuzzBalancer -fuzztime $(FUZZTIME) ./pkg/dataplane/xdp
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./pkg/config
+	$(SUDO) env "PATH=$(PATH)" CI=$(CI) $(GO) test -run '^$$' -fuzz '^FuzzBalancer$$' -fuzztime $(FUZZTIME) ./pkg/dataplane/xdp
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/config
+	$(GO) test -run '^$$' -fuzz '^FuzzParseKeepalived$$' -fuzztime $(FUZZTIME) ./pkg/config
 
 # Builds, then shows NAT, DR and TUN forwarding in a namespace lab.
 demo: deps build
