@@ -472,8 +472,15 @@ int xdp_lb(struct xdp_md *ctx)
 	if (!r) {
 		/* tcp_conn_schedule: only a SYN (any segment with sloppy_tcp),
 		 * never an RST, starts a TCP connection. */
-		if (iph->protocol == IPPROTO_TCP && (!(syn || cfg->sloppy_tcp) || (tcp_flags & 0x04)))
+		if (iph->protocol == IPPROTO_TCP && (!(syn || cfg->sloppy_tcp) || (tcp_flags & 0x04))) {
+			/* The entry it ended (expired, reused, its real gone) ends
+			 * even so. */
+			if (old) {
+				conn_retire(old, now);
+				bpf_map_delete_elem(&conns, &ck);
+			}
 			return count(VERDICT_PASS_NO_CONN, XDP_PASS);
+		}
 		__u32 zero = 0;
 		struct ctl_val *c = bpf_map_lookup_elem(&ctl, &zero);
 		if (!c)
@@ -496,15 +503,24 @@ int xdp_lb(struct xdp_md *ctx)
 		}
 		struct conn_val nc = {};
 		real_id = xlb_new_conn(sv, &ck, gen, &nc, now);
-		if (real_id == NO_REAL)
+		if (real_id == NO_REAL) {
+			/* The entry this packet ended (expired, reused, its real
+			 * gone) ends even so. */
+			if (old) {
+				conn_retire(old, now);
+				bpf_map_delete_elem(&conns, &ck);
+			}
 			return count(VERDICT_PASS_NO_REAL, XDP_PASS);
-		if (old)
-			conn_retire(old, now);
+		}
 		conn_update(&nc, cfg, iph->protocol, TBL_INPUT, tcp_flags, now, 0);
 		r = bpf_map_lookup_elem(&reals, &real_id);
 		if (!r)
 			return count(VERDICT_DROP_ERROR, XDP_DROP);
 		real_bind(real_id, r, 0, nc.flags & CONN_F_ACTIVE);
+		/* IPVS expires the entry a new SYN reused at the next tick: it is
+		 * still counted when the new one is bound. */
+		if (old)
+			conn_retire(old, now);
 		/* Another CPU may have scheduled the same new flow meanwhile: its
 		 * choice wins, so both see one real server. */
 		nc_flags = nc.flags;
@@ -655,6 +671,24 @@ int gc(struct gc_result *res)
 	res->templates = c.templates;
 	res->nats = c.nats;
 	res->lblcs = c.lblcs;
+	return 0;
+}
+
+/* clear_overload is how user space clears a real's overload flag
+ * (__ip_vs_update_dest, when the upper threshold goes or rises) without
+ * writing over the counters packets update at the same time. */
+struct overload_arg {
+	__u32 id;
+};
+
+SEC("syscall")
+int clear_overload(struct overload_arg *a)
+{
+	__u32 id = a->id;
+	struct real_conns *rc = bpf_map_lookup_elem(&real_load, &id);
+	if (!rc)
+		return 1;
+	rc->overloaded = 0;
 	return 0;
 }
 

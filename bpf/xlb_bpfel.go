@@ -100,6 +100,11 @@ type XlbNatVal struct {
 	Lbmac   [6]uint8
 }
 
+type XlbOverloadArg struct {
+	_  structs.HostLayout
+	Id uint32
+}
+
 type XlbRealConns struct {
 	_          structs.HostLayout
 	Active     uint32
@@ -249,6 +254,7 @@ const (
 	XlbMapSvcStats        = "svc_stats"
 	XlbMapTrackCfg        = "track_cfg"
 	XlbMapVerdicts        = "verdicts"
+	XlbProgClearOverload  = "clear_overload"
 	XlbProgGc             = "gc"
 	XlbProgXdpLb          = "xdp_lb"
 	XlbVarNowOverride     = "now_override"
@@ -300,8 +306,9 @@ type XlbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XlbProgramSpecs struct {
-	Gc    *ebpf.ProgramSpec `ebpf:"gc"`
-	XdpLb *ebpf.ProgramSpec `ebpf:"xdp_lb"`
+	ClearOverload *ebpf.ProgramSpec `ebpf:"clear_overload"`
+	Gc            *ebpf.ProgramSpec `ebpf:"gc"`
+	XdpLb         *ebpf.ProgramSpec `ebpf:"xdp_lb"`
 }
 
 // XlbMapSpecs contains maps before they are loaded into the kernel.
@@ -411,12 +418,14 @@ type XlbVariables struct {
 //
 // It can be passed to LoadXlbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XlbPrograms struct {
-	Gc    *ebpf.Program `ebpf:"gc"`
-	XdpLb *ebpf.Program `ebpf:"xdp_lb"`
+	ClearOverload *ebpf.Program `ebpf:"clear_overload"`
+	Gc            *ebpf.Program `ebpf:"gc"`
+	XdpLb         *ebpf.Program `ebpf:"xdp_lb"`
 }
 
 func (p *XlbPrograms) Close() error {
 	return _XlbClose(
+		p.ClearOverload,
 		p.Gc,
 		p.XdpLb,
 	)

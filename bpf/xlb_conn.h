@@ -36,11 +36,9 @@ static __always_inline void real_bind(__u32 id, struct real_val *r, int template
 	struct real_conns *rc = bpf_map_lookup_elem(&real_load, &id);
 	if (!rc)
 		return;
-	if (template) {
+	if (template)
 		__sync_fetch_and_add(&rc->persist, 1);
-		return;
-	}
-	if (active)
+	else if (active)
 		__sync_fetch_and_add(&rc->active, 1);
 	else
 		__sync_fetch_and_add(&rc->inactive, 1);

@@ -172,6 +172,7 @@ func Load(pinDir string, o Options) (*Set, error) {
 	s.Program = s.objs.XdpLb
 	s.wrap()
 	s.GC = &GC{prog: s.objs.Gc}
+	s.RealLoad.clear = s.objs.ClearOverload
 	s.Clock = s.objs.NowOverride
 	s.Rand = s.objs.RandOverride
 	return s, nil
@@ -190,7 +191,7 @@ func (s *Set) wrap() {
 	s.SvcStats = &Stats64{m.SvcStats}
 	s.Verdicts = &Verdicts{m.Verdicts}
 	s.Filter = &Filter{m: m.AddrFilter}
-	s.RealLoad = &RealLoads{m.RealLoad}
+	s.RealLoad = &RealLoads{m: m.RealLoad}
 	s.Track = &Track{m.TrackCfg}
 	s.Persist = &Persist{m.Persist}
 	s.LBLC = m.LblcTable

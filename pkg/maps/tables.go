@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 
+	xbpf "github.com/xlbd/xlbd/bpf"
+
 	"github.com/cilium/ebpf"
 )
 
@@ -212,7 +214,21 @@ var VerdictNames = []string{
 
 // RealLoads holds what the schedulers count per real: active, inactive
 // and persistent connections, and the overload flag.
-type RealLoads struct{ m *ebpf.Map }
+type RealLoads struct {
+	m     *ebpf.Map
+	clear *ebpf.Program
+}
+
+// ClearOverload clears a real's overload flag, leaving the counters that
+// packets update meanwhile alone.
+func (r *RealLoads) ClearOverload(id uint32) error {
+	if r.clear == nil {
+		return errors.New("read-only maps")
+	}
+	arg := xbpf.XlbOverloadArg{Id: id}
+	_, err := r.clear.Run(&ebpf.RunOptions{Context: arg})
+	return err
+}
 
 func (r *RealLoads) Get(id uint32) (RealLoad, error) {
 	var v RealLoad

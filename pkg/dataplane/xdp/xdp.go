@@ -114,11 +114,16 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 		byID[id] = ri
 	}
 	for si, ids := range adoptedMembers {
+		var sig strings.Builder
 		for _, id := range ids {
 			if ri, ok := byID[id]; ok {
 				t.order[si] = append(t.order[si], ri)
+				v := t.realVals[id]
+				fmt.Fprintf(&sig, "%d:%d:%d:%d,", id, v.Weight, v.Uthreshold, v.Lthreshold)
 			}
 		}
+		// The same pool after a restart is no change: rr keeps its place.
+		t.pool[si] = sig.String()
 	}
 	if len(svcs) > 0 {
 		log.Info("adopted data plane state", "services", len(t.svcIDs), "reals", len(t.realIDs))
@@ -296,7 +301,8 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 			}
 			members[i] = member{id: id, addr: ri.addr, port: ri.port, weight: w, lastWeight: t.lastWeight[id]}
 			memberIDs[i] = id
-			fmt.Fprintf(&sig, "%d:%d,", id, w)
+			v := t.realVals[id]
+			fmt.Fprintf(&sig, "%d:%d:%d:%d,", id, w, v.Uthreshold, v.Lthreshold)
 		}
 		newOrder[si] = order
 		table, flags, err := schedTables(s, members)
@@ -490,9 +496,22 @@ func (t *Tables) putReal(ctx context.Context, si svcIdent, sid uint32, m maps.Mo
 	// use it: give it a new serial so they reschedule.
 	if known && old.Mode == v.Mode {
 		v.Serial = old.Serial
+		// __ip_vs_update_dest: no upper threshold, or a higher one, ends
+		// the overload.
+		if v.Uthreshold == 0 || v.Uthreshold > old.Uthreshold {
+			if err := t.set.RealLoad.ClearOverload(id); err != nil {
+				return 0, false, fmt.Errorf("clear overload: %w", err)
+			}
+		}
 	} else {
 		t.serial++
 		v.Serial = t.serial
+		if known {
+			// Its connections no longer count (their serial is the old one).
+			if err := t.set.RealLoad.Zero(id); err != nil {
+				return 0, false, err
+			}
+		}
 	}
 	if !known {
 		var err error
