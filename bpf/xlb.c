@@ -337,6 +337,9 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 				.serial = r->serial,
 				.born = now,
 				.timeout = sv->persist_timeout,
+				/* Two templates of one key can be born in the same
+				 * instant (one invalidated, its successor made). */
+				.tag = bpf_get_prandom_u32() | 1,
 			};
 			if (!bpf_map_update_elem(&persist, &tk, &nt, BPF_NOEXIST))
 				real_bind(id, r, 1, 0);
@@ -349,7 +352,7 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 		t->expires = now + t->timeout;
 		nc->flags |= CONN_F_PERSIST;
 		nc->tk = tk;
-		nc->tmpl_born = t->born;
+		nc->tmpl_tag = t->tag;
 	}
 	struct real_val *r = bpf_map_lookup_elem(&reals, &id);
 	if (!r)

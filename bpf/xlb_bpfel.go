@@ -37,17 +37,18 @@ type XlbConnKey struct {
 }
 
 type XlbConnVal struct {
-	_        structs.HostLayout
-	RealId   uint32
-	Serial   uint32
-	Expires  uint64
-	State    uint32
-	Flags    uint32
-	Dead     uint32
-	Pad      uint32
-	Tk       XlbTmplKey
-	_        [4]byte
-	TmplBorn uint64
+	_       structs.HostLayout
+	RealId  uint32
+	Serial  uint32
+	Expires uint64
+	State   uint32
+	Flags   uint32
+	Dead    uint32
+	Pad     uint32
+	Tk      XlbTmplKey
+	TmplTag uint32
+	Pad2    uint32
+	_       [4]byte
 }
 
 type XlbCtlVal struct {
@@ -126,6 +127,7 @@ type XlbRealVal struct {
 	Serial     uint32
 	SvcId      uint32
 	Weight     uint32
+	LastWeight uint32
 	Uthreshold uint32
 	Lthreshold uint32
 	Ifindex    uint32
@@ -208,7 +210,7 @@ type XlbTmplVal struct {
 	Timeout   uint64
 	ZeroSince uint64
 	N_control uint32
-	Pad       uint32
+	Tag       uint32
 }
 
 type XlbVerdict uint32

@@ -112,7 +112,7 @@ static __always_inline void conn_retire(struct conn_val *cv, __u64 at)
 	if (!(cv->flags & CONN_F_PERSIST))
 		return;
 	struct tmpl_val *t = bpf_map_lookup_elem(&persist, &cv->tk);
-	if (!t || t->born != cv->tmpl_born)
+	if (!t || t->tag != cv->tmpl_tag)
 		return;
 	__sync_fetch_and_sub(&t->n_control, 1);
 	if (t->zero_since < at)

@@ -124,6 +124,7 @@ struct real_val {
 	__u32 serial;	 /* changes when an id is reused, so old flows let go */
 	__u32 svc_id;	 /* for the service's counters */
 	__u32 weight;	 /* 0: quiesced */
+	__u32 last_weight; /* last non-zero weight: mh's table keeps a quiesced real's slots */
 	__u32 uthreshold; /* connections from which it is overloaded (0: none) */
 	__u32 lthreshold;
 	__u32 ifindex;	 /* egress link towards ip (or its gateway) */
@@ -173,7 +174,8 @@ struct conn_val {
 	__u32 dead;    /* set by whoever retires the entry, once */
 	__u32 pad;
 	struct tmpl_key tk;
-	__u64 tmpl_born; /* identifies the template instance it counts in */
+	__u32 tmpl_tag; /* identifies the template instance it counts in */
+	__u32 pad2;
 };
 
 struct tmpl_val {
@@ -184,7 +186,7 @@ struct tmpl_val {
 	__u64 timeout;	  /* persistence_timeout, later the extension */
 	__u64 zero_since; /* when n_control last dropped to 0 */
 	__u32 n_control;  /* connections created through it still alive */
-	__u32 pad;
+	__u32 tag;	  /* random: tells instances of one key apart */
 };
 
 /* Reverse entry of a NAT flow, keyed by the reply's own 5-tuple. */

@@ -105,8 +105,8 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 		t.realIDs[ri] = id
 		t.realVals[id] = v
 		t.serial = max(t.serial, v.Serial)
-		if v.Weight > 0 {
-			t.lastWeight[id] = int(v.Weight)
+		if v.LastWeight > 0 {
+			t.lastWeight[id] = int(v.LastWeight)
 		}
 	}
 	byID := map[uint32]realIdent{}
@@ -296,9 +296,6 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		for i, ri := range order {
 			id := ids[ri]
 			w := weights[ri]
-			if w > 0 {
-				t.lastWeight[id] = w
-			}
 			members[i] = member{id: id, addr: ri.addr, port: ri.port, weight: w, lastWeight: t.lastWeight[id]}
 			memberIDs[i] = id
 			v := t.realVals[id]
@@ -491,6 +488,20 @@ func (t *Tables) putReal(ctx context.Context, si svcIdent, sid uint32, m maps.Mo
 		usable = false
 		t.log.Warn("real server unreachable: no new flows until it resolves", "real", r.Addr, "err", err)
 	}
+	// An unreachable real takes no new flows: weight 0 to the program.
+	if !usable {
+		v.Weight = 0
+	}
+	// __ip_vs_update_dest keeps the last non-zero weight (set on add even
+	// when zero); mh's table is built from it.
+	switch {
+	case !known:
+		v.LastWeight = v.Weight
+	case v.Weight > 0:
+		v.LastWeight = v.Weight
+	default:
+		v.LastWeight = old.LastWeight
+	}
 
 	// A changed forwarding method is a different real to the flows that
 	// use it: give it a new serial so they reschedule.
@@ -525,8 +536,8 @@ func (t *Tables) putReal(ctx context.Context, si svcIdent, sid uint32, m maps.Mo
 		if err := t.set.RealLoad.Zero(id); err != nil {
 			return 0, false, err
 		}
-		delete(t.lastWeight, id)
 	}
+	t.lastWeight[id] = int(v.LastWeight)
 	if !known || old != v {
 		if err := t.set.Reals.Put(id, v); err != nil {
 			return 0, false, err
