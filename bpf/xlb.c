@@ -151,7 +151,10 @@ static __always_inline int nat_reply(struct xdp_md *ctx, struct ethhdr *eth, str
 	struct conn_val *cv = bpf_map_lookup_elem(&conns, &fk);
 	struct conn_cfg *cfg = get_cfg();
 	__u64 now = now_ns();
-	if (!cv || !cfg || now >= cv->expires || cv->dead)
+	/* A reply from a real the connection has left (its entry was reused
+	 * for a new connection elsewhere) is not the connection's: ip_vs_out
+	 * would not find it either. */
+	if (!cv || !cfg || now >= cv->expires || cv->dead || cv->real_id != nv->real_id)
 		return count(VERDICT_PASS_NO_CONN, XDP_PASS);
 	if (iph->ttl <= 1)
 		return count(VERDICT_PASS_TTL, XDP_PASS);
@@ -634,7 +637,8 @@ static long gc_nat_cb(struct bpf_map *map, struct conn_key *k, struct nat_val *v
 		.dport = v->vport,
 		.proto = k->proto,
 	};
-	if (!bpf_map_lookup_elem(&conns, &fk)) {
+	struct conn_val *cv = bpf_map_lookup_elem(&conns, &fk);
+	if (!cv || cv->real_id != v->real_id) {
 		bpf_map_delete_elem(&nat, k);
 		c->nats++;
 	}
