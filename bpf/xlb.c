@@ -476,17 +476,6 @@ int xdp_lb(struct xdp_md *ctx)
 		}
 	}
 	if (!r) {
-		/* tcp_conn_schedule: only a SYN (any segment with sloppy_tcp),
-		 * never an RST, starts a TCP connection. */
-		if (iph->protocol == IPPROTO_TCP && (!(syn || cfg->sloppy_tcp) || (tcp_flags & 0x04))) {
-			/* The entry it ended (expired, reused, its real gone) ends
-			 * even so. */
-			if (old) {
-				conn_retire(old, now);
-				bpf_map_delete_elem(&conns, &ck);
-			}
-			return count(VERDICT_PASS_NO_CONN, XDP_PASS);
-		}
 		__u32 zero = 0;
 		struct ctl_val *c = bpf_map_lookup_elem(&ctl, &zero);
 		if (!c)
@@ -506,6 +495,17 @@ int xdp_lb(struct xdp_md *ctx)
 			if (filter && (*filter & FILTER_NAT_REAL))
 				return nat_reply(ctx, eth, iph, l4check, ports, tot, tcp_flags);
 			return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+		}
+		/* tcp_conn_schedule: only a SYN (any segment with sloppy_tcp),
+		 * never an RST, starts a TCP connection. */
+		if (iph->protocol == IPPROTO_TCP && (!(syn || cfg->sloppy_tcp) || (tcp_flags & 0x04))) {
+			/* The entry it ended (expired, reused, its real gone) ends
+			 * even so. */
+			if (old) {
+				conn_retire(old, now);
+				bpf_map_delete_elem(&conns, &ck);
+			}
+			return count(VERDICT_PASS_NO_CONN, XDP_PASS);
 		}
 		struct conn_val nc = {};
 		real_id = xlb_new_conn(sv, &ck, gen, &nc, now);

@@ -94,6 +94,20 @@ func (r *Reals) Get(id uint32) (RealVal, error) {
 	return v, err
 }
 
+// MaxSerial is the highest serial any entry, in use or retired, carries:
+// a new real must get a higher one, or the flows of a retired real could
+// take it for theirs.
+func (r *Reals) MaxSerial() (uint32, error) {
+	var k uint32
+	var v RealVal
+	var m uint32
+	it := r.m.Iterate()
+	for it.Next(&k, &v) {
+		m = max(m, v.Serial)
+	}
+	return m, it.Err()
+}
+
 // Valid returns every entry in use, by id.
 func (r *Reals) Valid() (map[uint32]RealVal, error) {
 	out := map[uint32]RealVal{}

@@ -109,6 +109,9 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 			t.lastWeight[id] = int(v.LastWeight)
 		}
 	}
+	if t.serial, err = set.Reals.MaxSerial(); err != nil {
+		return nil, fmt.Errorf("read reals: %w", err)
+	}
 	byID := map[uint32]realIdent{}
 	for ri, id := range t.realIDs {
 		byID[id] = ri
