@@ -200,22 +200,6 @@ func formatName(format string) string {
 	return "keepalived.conf"
 }
 
-// warning formats a configuration warning the way compilers do:
-// "FILE:LINE: warning: PATH: message".
-func warning(w *config.Error) string {
-	var b strings.Builder
-	b.WriteString(w.File)
-	if w.Line > 0 {
-		fmt.Fprintf(&b, ":%d", w.Line)
-	}
-	b.WriteString(": warning: ")
-	if w.Path != "" {
-		b.WriteString(w.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(w.Msg)
-	return b.String()
-}
 
 // warnings are every warning about cfg: the parser's (keywords xlbd
 // ignores, settings that are probably a mistake), then what the data plane
@@ -254,7 +238,7 @@ func check(args []string, stdout, stderr io.Writer) error {
 	}
 	warns := warnings(cfg)
 	for _, w := range warns {
-		fmt.Fprintln(stderr, warning(w))
+		fmt.Fprintln(stderr, w.Warning())
 	}
 	if *verbose {
 		fmt.Fprint(stdout, config.Dump(cfg))
@@ -288,7 +272,7 @@ func convert(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	for _, w := range cfg.Warnings {
-		fmt.Fprintln(stderr, warning(w))
+		fmt.Fprintln(stderr, w.Warning())
 	}
 	y, err := config.MarshalYAML(cfg)
 	if err != nil {

@@ -304,7 +304,7 @@ func TestConvertTestdata(t *testing.T) {
 			}
 			var warns []string
 			for _, w := range want.Warnings {
-				warns = append(warns, warning(w))
+				warns = append(warns, w.Warning())
 			}
 			if diff := cmp.Diff(lines(warns...), stderr); diff != "" {
 				t.Errorf("stderr (-want +got):\n%s", diff)

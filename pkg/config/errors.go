@@ -17,13 +17,19 @@ type Error struct {
 
 // Error formats e as "FILE:LINE: PATH: message", the shape editors and
 // compilers use, so the location is clickable in most terminals.
-func (e *Error) Error() string {
+func (e *Error) Error() string { return e.format("") }
+
+// Warning formats e as a warning: "FILE:LINE: warning: PATH: message".
+func (e *Error) Warning() string { return e.format("warning: ") }
+
+func (e *Error) format(tag string) string {
 	var b strings.Builder
 	b.WriteString(e.File)
 	if e.Line > 0 {
 		fmt.Fprintf(&b, ":%d", e.Line)
 	}
 	b.WriteString(": ")
+	b.WriteString(tag)
 	if e.Path != "" {
 		b.WriteString(e.Path)
 		b.WriteString(": ")
