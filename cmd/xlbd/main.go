@@ -200,7 +200,6 @@ func formatName(format string) string {
 	return "keepalived.conf"
 }
 
-
 // warnings are every warning about cfg: the parser's (keywords xlbd
 // ignores, settings that are probably a mistake), then what the data plane
 // will not be given (reconcile.Plan's notes).
