@@ -303,7 +303,7 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 		return NO_REAL;
 	__u32 id;
 	if (!sv->persist_timeout) {
-		id = xlb_schedule(sv, gen, ck->src, ck->dst, ck->sport);
+		id = schedule(sv, gen, ck->src, ck->dst, ck->sport);
 		if (id == NO_REAL)
 			return NO_REAL;
 		nc->flags |= CONN_F_PICKED;
@@ -328,7 +328,7 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 			}
 		}
 		if (!t) {
-			id = xlb_schedule(sv, gen, ck->src, ck->dst, ck->sport);
+			id = schedule(sv, gen, ck->src, ck->dst, ck->sport);
 			if (id == NO_REAL)
 				return NO_REAL;
 			nc->flags |= CONN_F_PICKED;
@@ -681,6 +681,22 @@ int gc(struct gc_result *res)
 	return 0;
 }
 
+/* trees builds every tournament tree of a generation from the live counts:
+ * user space runs it on a generation it has just filled, before and after
+ * switching to it, and on the active one every second, which bounds how
+ * long a node that concurrent updates left stale lasts. */
+struct trees_arg {
+	__u32 gen;
+	__u32 built;
+};
+
+SEC("syscall")
+int trees(struct trees_arg *a)
+{
+	a->built = trees_build(a->gen);
+	return 0;
+}
+
 /* clear_overload is how user space clears a real's overload flag
  * (__ip_vs_update_dest, when the upper threshold goes or rises) without
  * writing over the counters packets update at the same time. */
@@ -696,6 +712,7 @@ int clear_overload(struct overload_arg *a)
 	if (!rc)
 		return 1;
 	rc->overloaded = 0;
+	xlb_tree_fix(id);
 	return 0;
 }
 

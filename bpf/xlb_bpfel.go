@@ -188,7 +188,7 @@ type XlbSvcVal struct {
 	MemOff         uint32
 	MemLen         uint32
 	PersistMask    uint32
-	Pad            uint32
+	TreeOff        uint32
 	PersistTimeout uint64
 }
 
@@ -211,6 +211,26 @@ type XlbTmplVal struct {
 	ZeroSince uint64
 	N_control uint32
 	Tag       uint32
+}
+
+type XlbTnode struct {
+	_    structs.HostLayout
+	Id   uint32
+	W    uint32
+	Oh   uint32
+	Half uint32
+}
+
+type XlbTreePos struct {
+	_    structs.HostLayout
+	Base [2]uint32
+	Leaf [2]uint32
+}
+
+type XlbTreesArg struct {
+	_     structs.HostLayout
+	Gen   uint32
+	Built uint32
 }
 
 type XlbVerdict uint32
@@ -247,8 +267,10 @@ const (
 	XlbMapLblcTable       = "lblc_table"
 	XlbMapNat             = "nat"
 	XlbMapPersist         = "persist"
+	XlbMapPickTree        = "pick_tree"
 	XlbMapRealLoad        = "real_load"
 	XlbMapRealStats       = "real_stats"
+	XlbMapRealTree        = "real_tree"
 	XlbMapReals           = "reals"
 	XlbMapRing            = "ring"
 	XlbMapRr              = "rr"
@@ -258,6 +280,7 @@ const (
 	XlbMapVerdicts        = "verdicts"
 	XlbProgClearOverload  = "clear_overload"
 	XlbProgGc             = "gc"
+	XlbProgTrees          = "trees"
 	XlbProgXdpLb          = "xdp_lb"
 	XlbVarNowOverride     = "now_override"
 	XlbVarRandOverride    = "rand_override"
@@ -310,6 +333,7 @@ type XlbSpecs struct {
 type XlbProgramSpecs struct {
 	ClearOverload *ebpf.ProgramSpec `ebpf:"clear_overload"`
 	Gc            *ebpf.ProgramSpec `ebpf:"gc"`
+	Trees         *ebpf.ProgramSpec `ebpf:"trees"`
 	XdpLb         *ebpf.ProgramSpec `ebpf:"xdp_lb"`
 }
 
@@ -324,8 +348,10 @@ type XlbMapSpecs struct {
 	LblcTable   *ebpf.MapSpec `ebpf:"lblc_table"`
 	Nat         *ebpf.MapSpec `ebpf:"nat"`
 	Persist     *ebpf.MapSpec `ebpf:"persist"`
+	PickTree    *ebpf.MapSpec `ebpf:"pick_tree"`
 	RealLoad    *ebpf.MapSpec `ebpf:"real_load"`
 	RealStats   *ebpf.MapSpec `ebpf:"real_stats"`
+	RealTree    *ebpf.MapSpec `ebpf:"real_tree"`
 	Reals       *ebpf.MapSpec `ebpf:"reals"`
 	Ring        *ebpf.MapSpec `ebpf:"ring"`
 	Rr          *ebpf.MapSpec `ebpf:"rr"`
@@ -373,8 +399,10 @@ type XlbMaps struct {
 	LblcTable   *ebpf.Map `ebpf:"lblc_table"`
 	Nat         *ebpf.Map `ebpf:"nat"`
 	Persist     *ebpf.Map `ebpf:"persist"`
+	PickTree    *ebpf.Map `ebpf:"pick_tree"`
 	RealLoad    *ebpf.Map `ebpf:"real_load"`
 	RealStats   *ebpf.Map `ebpf:"real_stats"`
+	RealTree    *ebpf.Map `ebpf:"real_tree"`
 	Reals       *ebpf.Map `ebpf:"reals"`
 	Ring        *ebpf.Map `ebpf:"ring"`
 	Rr          *ebpf.Map `ebpf:"rr"`
@@ -393,8 +421,10 @@ func (m *XlbMaps) Close() error {
 		m.LblcTable,
 		m.Nat,
 		m.Persist,
+		m.PickTree,
 		m.RealLoad,
 		m.RealStats,
+		m.RealTree,
 		m.Reals,
 		m.Ring,
 		m.Rr,
@@ -422,6 +452,7 @@ type XlbVariables struct {
 type XlbPrograms struct {
 	ClearOverload *ebpf.Program `ebpf:"clear_overload"`
 	Gc            *ebpf.Program `ebpf:"gc"`
+	Trees         *ebpf.Program `ebpf:"trees"`
 	XdpLb         *ebpf.Program `ebpf:"xdp_lb"`
 }
 
@@ -429,6 +460,7 @@ func (p *XlbPrograms) Close() error {
 	return _XlbClose(
 		p.ClearOverload,
 		p.Gc,
+		p.Trees,
 		p.XdpLb,
 	)
 }

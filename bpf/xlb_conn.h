@@ -13,7 +13,7 @@
 #ifndef XLB_CONN_H
 #define XLB_CONN_H
 
-#include "xlb_maps.h"
+#include "xlb_tree.h"
 
 #define TCP_S_CLOSE 6
 #define TCP_S_TIME_WAIT 5
@@ -42,8 +42,11 @@ static __always_inline void real_bind(__u32 id, struct real_val *r, int template
 		__sync_fetch_and_add(&rc->active, 1);
 	else
 		__sync_fetch_and_add(&rc->inactive, 1);
+	int was = rc->overloaded;
 	if (r->uthreshold && rc->active + rc->inactive >= r->uthreshold)
 		rc->overloaded = 1;
+	if (!template || was != rc->overloaded)
+		xlb_tree_fix(id);
 }
 
 /* ip_vs_unbind_dest. The counts belong to the real the entry was made for:
@@ -62,6 +65,7 @@ static __always_inline void real_unbind(__u32 id, __u32 serial, int template, in
 	else
 		__sync_fetch_and_sub(&rc->inactive, 1);
 	__u32 total = rc->active + rc->inactive;
+	int was = rc->overloaded;
 	if (r->lthreshold) {
 		if (total < r->lthreshold)
 			rc->overloaded = 0;
@@ -71,6 +75,8 @@ static __always_inline void real_unbind(__u32 id, __u32 serial, int template, in
 	} else {
 		rc->overloaded = 0;
 	}
+	if (!template || was != rc->overloaded)
+		xlb_tree_fix(id);
 }
 
 /* tmpl_alive says whether a template lives at now, moving its timer
@@ -171,6 +177,7 @@ static __always_inline void conn_update(struct conn_val *cv, struct conn_cfg *cf
 					__sync_fetch_and_sub(&rc->active, 1);
 					__sync_fetch_and_add(&rc->inactive, 1);
 				}
+				xlb_tree_fix(id);
 			}
 		}
 		if (is)

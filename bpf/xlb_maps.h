@@ -8,6 +8,8 @@
 #define MAX_SERVICES 4096
 #define MAX_REALS 65536
 #define RING_HALF 1048576
+/* Tournament trees, 2P nodes per service (P < 2 reals): room for all. */
+#define TREE_HALF (4 * MAX_REALS + 2 * MAX_SERVICES + 1)
 #define AF_INET 2
 #define TCP_STATES 16
 
@@ -104,7 +106,7 @@ struct svc_val {
 	__u32 mem_off;	/* the reals in IPVS list order, in ring too */
 	__u32 mem_len;
 	__be32 persist_mask;
-	__u32 pad;
+	__u32 tree_off;	/* its tournament tree in pick_tree (0: none, scan) */
 	__u64 persist_timeout; /* ns; 0: not persistent */
 };
 
@@ -231,6 +233,24 @@ struct rr_val {
 	__u64 next;
 };
 
+/* A node of a tournament tree (xlb_tree.h): the winner of its subtree and
+ * its key, overhead/weight; twos keeps the usable weight's sum in oh. Node
+ * 0 of a tree says how to read it: id is the scheduler, w the number of
+ * leaves, half the service id. */
+struct tnode {
+	__u32 id;
+	__u32 w;
+	__u32 oh;
+	__u32 half; /* some real below half its weight in active connections */
+};
+
+/* Where a real's leaf is, per generation: the tree's first node (0: none)
+ * and the leaf's index. */
+struct tree_pos {
+	__u32 base[2];
+	__u32 leaf[2];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -287,6 +307,22 @@ struct {
 	__type(value, struct real_conns);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } real_load SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TREE_HALF);
+	__type(key, __u32);
+	__type(value, struct tnode);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pick_tree SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct tree_pos);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} real_tree SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -10,8 +10,6 @@
 
 #include "xlb_conn.h"
 
-#define NO_REAL 0xffffffff
-
 struct cand {
 	struct real_val *r;
 	struct real_conns *rc;
@@ -31,12 +29,6 @@ static __always_inline int usable_id(__u32 id)
 	if (!cand_get(id, &c))
 		return 0;
 	return c.r->weight > 0 && !c.rc->overloaded;
-}
-
-static __always_inline __u32 ring_at(__u32 slot)
-{
-	__u32 *id = bpf_map_lookup_elem(&ring, &slot);
-	return id ? *id : NO_REAL;
 }
 
 /* --- rr, wrr: NextInSequence --------------------------------------------- */
@@ -284,10 +276,14 @@ static long half_cb(__u64 i, struct half_ctx *c)
 	return 0;
 }
 
-static __always_inline int lblc_overloaded(struct svc_val *sv, __u32 mbase, struct cand *d)
+static __always_inline int lblc_overloaded(struct svc_val *sv, __u32 gen, __u32 mbase, struct cand *d)
 {
 	if (d->rc->active <= d->r->weight)
 		return 0;
+	__u32 tb = tree_base(sv, gen);
+	struct tnode *root = tb ? tnode_at(tb + 1) : 0;
+	if (root)
+		return root->half;
 	struct half_ctx h = { .base = mbase };
 	bpf_loop(sv->mem_len, half_cb, &h, 0);
 	return h.found;
@@ -405,6 +401,71 @@ static __always_inline __u32 pick_pass(struct svc_val *sv, __u32 mbase, __u32 ki
 	return c.best;
 }
 
+/* tree_ok says a winner read from a tree may be taken as it is: a node
+ * another CPU is updating can name a real that no longer qualifies. */
+static __always_inline int tree_ok(struct svc_val *sv, __u32 id, __u32 kind)
+{
+	struct cand d;
+	return cand_get(id, &d) && d.r->svc_id == sv->id && d.r->weight > 0 && !d.rc->overloaded &&
+	       !(kind == SCHED_OVF && d.rc->active > d.r->weight);
+}
+
+/* pick_least is the least-connection family's choice: the tree's root,
+ * or the scan when the service has no tree or its root is stale. */
+static __always_inline __u32 pick_least(struct svc_val *sv, __u32 gen, __u32 mbase, __u32 kind)
+{
+	__u32 tb = tree_base(sv, gen);
+	struct tnode *root = tb ? tnode_at(tb + 1) : 0;
+	if (root) {
+		__u32 id = root->id;
+		if (id == NO_REAL || tree_ok(sv, id, kind))
+			return id;
+	}
+	return pick_pass(sv, mbase, kind);
+}
+
+static __always_inline __s32 overhead(__u32 id)
+{
+	struct real_conns *rc = bpf_map_lookup_elem(&real_load, &id);
+	return rc ? (__s32)((rc->active << 8) + rc->inactive) : 0;
+}
+
+static __always_inline __s32 weight(__u32 id)
+{
+	struct real_val *r = bpf_map_lookup_elem(&reals, &id);
+	return r ? (__s32)r->weight : 0;
+}
+
+/* twos through the tree of weight sums: the two draws, each a walk from
+ * the root. NO_REAL + 1 when the tree cannot answer. */
+static __always_inline __u32 twos_tree(struct svc_val *sv, __u32 gen)
+{
+	__u32 tb = tree_base(sv, gen);
+	struct tnode *meta = tb ? tnode_at(tb) : 0;
+	struct tnode *root = tb ? tnode_at(tb + 1) : 0;
+	if (!meta || !root)
+		return NO_REAL - 1;
+	__u32 total = root->oh;
+	if (total == 0)
+		return NO_REAL;
+	total++;
+	__u32 r1 = rand_override[0], r2 = rand_override[1];
+	if (!r1 && !r2) {
+		r1 = bpf_get_prandom_u32();
+		r2 = bpf_get_prandom_u32();
+	}
+	/* IPVS takes the first real whose running sum brings the draw to 0
+	 * or below: a draw of 0 is the first usable real, as is 1. */
+	struct draw_ctx dc = { .base = tb, .P = meta->w };
+	__u32 c1 = tree_draw(&dc, (r1 % total) ?: 1);
+	__u32 c2 = tree_draw(&dc, (r2 % total) ?: 1);
+	if (!tree_ok(sv, c1, SCHED_TWOS) || !tree_ok(sv, c2, SCHED_TWOS))
+		return NO_REAL - 1;
+	if (weight(c2) * overhead(c1) > weight(c1) * overhead(c2))
+		return c2;
+	return c1;
+}
+
 /* xlb_schedule picks a real for a new connection, or NO_REAL. A global
  * function: the verifier checks it once, not once per path of its caller.
  * sv is a copy on the caller's stack. */
@@ -473,25 +534,9 @@ __noinline __u32 xlb_schedule(struct svc_val *sv, __u32 gen, __be32 saddr, __be3
 	case SCHED_NQ:
 	case SCHED_FO:
 	case SCHED_OVF:
-		return pick_pass(sv, mbase, sv->sched);
-	case SCHED_TWOS: {
-		struct pick_ctx c = { .base = mbase, .choice1 = NO_REAL, .choice2 = NO_REAL, .w1 = -1, .w2 = -1 };
-		bpf_loop(sv->mem_len, twos_total_cb, &c, 0);
-		if (c.choice1 == NO_REAL)
-			return NO_REAL;
-		c.total++;
-		__u32 r1 = rand_override[0], r2 = rand_override[1];
-		if (!r1 && !r2) {
-			r1 = bpf_get_prandom_u32();
-			r2 = bpf_get_prandom_u32();
-		}
-		c.rw1 = (__s32)(r1 % (__u32)c.total);
-		c.rw2 = (__s32)(r2 % (__u32)c.total);
-		bpf_loop(sv->mem_len, twos_pick_cb, &c, 0);
-		if (c.choice2 != NO_REAL && c.w2 * c.oh1 > c.w1 * c.oh2)
-			return c.choice2;
-		return c.choice1;
-	}
+		return pick_least(sv, gen, mbase, sv->sched);
+	case SCHED_TWOS:
+		return NO_REAL; /* xlb_twos */
 	case SCHED_LBLC: {
 		struct lblc_key k = { .svc_id = sv->id, .daddr = daddr };
 		__u64 exp = (__u64)cfg->lblc_expiration_s * 1000000000ULL;
@@ -503,10 +548,10 @@ __noinline __u32 xlb_schedule(struct svc_val *sv, __u32 gen, __be32 saddr, __be3
 			struct cand d;
 			__u32 id = e->ids[0];
 			if (cand_get(id, &d) && d.r->serial == e->serials[0] && d.r->weight > 0 &&
-			    !lblc_overloaded(sv, mbase, &d))
+			    !lblc_overloaded(sv, gen, mbase, &d))
 				return id;
 		}
-		__u32 id = pick_pass(sv, mbase, SCHED_LBLC);
+		__u32 id = pick_least(sv, gen, mbase, SCHED_LBLC);
 		if (id == NO_REAL)
 			return NO_REAL;
 		struct cand d;
@@ -523,7 +568,7 @@ __noinline __u32 xlb_schedule(struct svc_val *sv, __u32 gen, __be32 saddr, __be3
 		if (e && now >= e->last_used + exp)
 			e = 0;
 		if (!e) {
-			__u32 id = pick_pass(sv, mbase, SCHED_LBLCR);
+			__u32 id = pick_least(sv, gen, mbase, SCHED_LBLCR);
 			struct cand d;
 			if (id == NO_REAL || !cand_get(id, &d))
 				return NO_REAL;
@@ -540,9 +585,9 @@ __noinline __u32 xlb_schedule(struct svc_val *sv, __u32 gen, __be32 saddr, __be3
 			}
 		}
 		struct cand d;
-		if (id != NO_REAL && cand_get(id, &d) && !lblc_overloaded(sv, mbase, &d))
+		if (id != NO_REAL && cand_get(id, &d) && !lblc_overloaded(sv, gen, mbase, &d))
 			return id;
-		id = pick_pass(sv, mbase, SCHED_LBLCR);
+		id = pick_least(sv, gen, mbase, SCHED_LBLCR);
 		if (id == NO_REAL || !cand_get(id, &d))
 			return NO_REAL;
 		int have = 0;
@@ -558,6 +603,42 @@ __noinline __u32 xlb_schedule(struct svc_val *sv, __u32 gen, __be32 saddr, __be3
 	}
 	}
 	return NO_REAL;
+}
+
+/* xlb_twos is twos's pick. Its own global function: below xlb_schedule the
+ * stack (512 bytes over all frames) has no room for it. */
+__noinline __u32 xlb_twos(struct svc_val *sv, __u32 gen)
+{
+	if (!sv)
+		return NO_REAL;
+	__u32 mbase = (gen & 1) * RING_HALF + sv->mem_off;
+	__u32 t = twos_tree(sv, gen);
+	if (t != NO_REAL - 1)
+		return t;
+	struct pick_ctx c = { .base = mbase, .choice1 = NO_REAL, .choice2 = NO_REAL, .w1 = -1, .w2 = -1 };
+	bpf_loop(sv->mem_len, twos_total_cb, &c, 0);
+	if (c.choice1 == NO_REAL)
+		return NO_REAL;
+	c.total++;
+	__u32 r1 = rand_override[0], r2 = rand_override[1];
+	if (!r1 && !r2) {
+		r1 = bpf_get_prandom_u32();
+		r2 = bpf_get_prandom_u32();
+	}
+	c.rw1 = (__s32)(r1 % (__u32)c.total);
+	c.rw2 = (__s32)(r2 % (__u32)c.total);
+	bpf_loop(sv->mem_len, twos_pick_cb, &c, 0);
+	if (c.choice2 != NO_REAL && c.w2 * c.oh1 > c.w1 * c.oh2)
+		return c.choice2;
+	return c.choice1;
+}
+
+/* schedule picks a real for a new connection, or NO_REAL. */
+static __always_inline __u32 schedule(struct svc_val *sv, __u32 gen, __be32 saddr, __be32 daddr, __u32 sport)
+{
+	if (sv->sched == SCHED_TWOS)
+		return xlb_twos(sv, gen);
+	return xlb_schedule(sv, gen, saddr, daddr, sport);
 }
 
 #endif

@@ -26,6 +26,8 @@ const (
 	MaxServices = 4096
 	MaxReals    = 65536
 	RingHalf    = 1048576
+	// TreeHalf is each generation's room for tournament trees.
+	TreeHalf = 4*MaxReals + 2*MaxServices + 1
 )
 
 // Scheduler kinds as the BPF program knows them.
@@ -99,6 +101,8 @@ type (
 	GCResult  = xbpf.XlbGcResult
 	LBLCKey   = xbpf.XlbLblcKey
 	LBLCValue = xbpf.XlbLblcVal
+	TreeNode  = xbpf.XlbTnode
+	TreePos   = xbpf.XlbTreePos
 )
 
 // Set is the loaded balancer: its program and every map.
@@ -119,6 +123,7 @@ type Set struct {
 	Track     *Track
 	Persist   *Persist
 	LBLC      *ebpf.Map
+	Trees     *Trees
 	// GC retires expired connections, templates and lblc entries (nil when
 	// opened read-only).
 	GC *GC
@@ -173,6 +178,7 @@ func Load(pinDir string, o Options) (*Set, error) {
 	s.wrap()
 	s.GC = &GC{prog: s.objs.Gc}
 	s.RealLoad.clear = s.objs.ClearOverload
+	s.Trees.build = s.objs.Trees
 	s.Clock = s.objs.NowOverride
 	s.Rand = s.objs.RandOverride
 	return s, nil
@@ -195,6 +201,7 @@ func (s *Set) wrap() {
 	s.Track = &Track{m.TrackCfg}
 	s.Persist = &Persist{m.Persist}
 	s.LBLC = m.LblcTable
+	s.Trees = &Trees{nodes: m.PickTree, pos: m.RealTree}
 }
 
 // Close releases the file descriptors; pinned maps stay.
@@ -290,7 +297,7 @@ func OpenPinned(dir string) (*Set, error) {
 		xbpf.XlbMapRr: &m.Rr, xbpf.XlbMapServices: &m.Services, xbpf.XlbMapSvcStats: &m.SvcStats,
 		xbpf.XlbMapVerdicts: &m.Verdicts, xbpf.XlbMapAddrFilter: &m.AddrFilter,
 		xbpf.XlbMapRealLoad: &m.RealLoad, xbpf.XlbMapTrackCfg: &m.TrackCfg, xbpf.XlbMapPersist: &m.Persist,
-		xbpf.XlbMapLblcTable: &m.LblcTable,
+		xbpf.XlbMapLblcTable: &m.LblcTable, xbpf.XlbMapPickTree: &m.PickTree, xbpf.XlbMapRealTree: &m.RealTree,
 	} {
 		mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
@@ -314,5 +321,6 @@ func (s *Set) closeMaps() {
 func (s *Set) allMaps() []*ebpf.Map {
 	m := &s.objs.XlbMaps
 	return []*ebpf.Map{m.Conns, m.Ctl, m.Nat, m.RealStats, m.Reals, m.Ring, m.Rr, m.Services,
-		m.SvcStats, m.Verdicts, m.AddrFilter, m.RealLoad, m.TrackCfg, m.Persist, m.LblcTable}
+		m.SvcStats, m.Verdicts, m.AddrFilter, m.RealLoad, m.TrackCfg, m.Persist, m.LblcTable,
+		m.PickTree, m.RealTree}
 }

@@ -352,3 +352,55 @@ func (f *Filter) Bits() map[uint32]uint8 {
 	}
 	return out
 }
+
+// Trees holds the tournament trees of the least-connection schedulers
+// (bpf/xlb_tree.h): user space places them and says where each real's leaf
+// is; the program fills and maintains them.
+type Trees struct {
+	nodes *ebpf.Map
+	pos   *ebpf.Map
+	build *ebpf.Program
+}
+
+// SetMeta writes node 0 of the tree at gen*TreeHalf+off: the scheduler,
+// the number of leaves and the service.
+func (t *Trees) SetMeta(gen, off uint32, kind SchedKind, leaves, svcID uint32) error {
+	if uint64(off)+2*uint64(leaves) > TreeHalf {
+		return fmt.Errorf("tree overflow: %d nodes from %d", 2*leaves, off)
+	}
+	return t.nodes.Put(gen*TreeHalf+off, TreeNode{Id: uint32(kind), W: leaves, Half: svcID})
+}
+
+// Node reads one node, by absolute index.
+func (t *Trees) Node(i uint32) (TreeNode, error) {
+	var n TreeNode
+	err := t.nodes.Lookup(i, &n)
+	return n, err
+}
+
+// Pos reads where a real's leaves are.
+func (t *Trees) Pos(id uint32) (TreePos, error) {
+	var p TreePos
+	err := t.pos.Lookup(id, &p)
+	return p, err
+}
+
+// SetPos writes where reals' leaves are, in one batch.
+func (t *Trees) SetPos(ids []uint32, pos []TreePos) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := t.pos.BatchUpdate(ids, pos, nil)
+	return err
+}
+
+// Build fills every tree of generation gen from the live counts and
+// returns how many there are.
+func (t *Trees) Build(gen uint32) (uint32, error) {
+	if t.build == nil {
+		return 0, errors.New("read-only maps")
+	}
+	arg := xbpf.XlbTreesArg{Gen: gen}
+	_, err := t.build.Run(&ebpf.RunOptions{Context: arg, ContextOut: &arg})
+	return arg.Built, err
+}

@@ -107,7 +107,8 @@ func New(o Options) (*Backend, error) {
 
 // gcLoop does what IPVS's connection timers do, once a period: expired
 // connections, templates and lblc entries are retired and their counts
-// given back.
+// given back. It also rebuilds the scheduler trees, which CPUs updating
+// them at once can leave stale.
 func (b *Backend) gcLoop(period time.Duration) {
 	defer close(b.gcDone)
 	t := time.NewTicker(period)
@@ -124,6 +125,9 @@ func (b *Backend) gcLoop(period time.Duration) {
 			}
 			if res.Conns+res.Templates+res.Lblcs > 0 {
 				b.log.Debug("expired", "connections", res.Conns, "templates", res.Templates, "nat", res.Nats, "lblc", res.Lblcs)
+			}
+			if err := b.RefreshTrees(); err != nil {
+				b.log.Warn("rebuilding scheduler trees", "err", err)
 			}
 		}
 	}

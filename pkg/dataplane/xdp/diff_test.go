@@ -3,6 +3,7 @@ package xdp
 import (
 	"flag"
 	"fmt"
+	"github.com/google/go-cmp/cmp"
 	"hash/fnv"
 	"io"
 	"log/slog"
@@ -919,6 +920,9 @@ func (r *diffRun) checkConn(s *diffRSvc, client netip.AddrPort, now time.Duratio
 // check compares, for every service, the list order and every real's
 // counters.
 func (r *diffRun) check() *diffFailure {
+	if f := r.checkTrees(); f != nil {
+		return f
+	}
 	for i, s := range r.svcs {
 		s.model.Expire(r.clock)
 		si := svcIdent{s.svc.VIP, s.svc.Port, s.svc.Protocol}
@@ -960,6 +964,52 @@ func (r *diffRun) check() *diffFailure {
 		}
 		if len(r.log) > 0 && len(all) > 0 {
 			r.log[len(r.log)-1] += fmt.Sprintf("   | svc%d %s", i, strings.Join(all, ", "))
+		}
+	}
+	return nil
+}
+
+// checkTrees compares every scheduler tree of the active generation, as
+// the packets and gc have kept it up to date, with the same tree rebuilt
+// from the counts: a difference is a missed or wrong update.
+func (r *diffRun) checkTrees() *diffFailure {
+	r.dl.tables.mu.Lock()
+	gen := r.dl.tables.gen
+	r.dl.tables.mu.Unlock()
+	svcs, err := r.dl.set.Services.All()
+	if err != nil {
+		r.t.Fatalf("services: %v", err)
+	}
+	read := func() map[maps.SvcKey][]maps.TreeNode {
+		out := map[maps.SvcKey][]maps.TreeNode{}
+		for k, v := range svcs {
+			if uint32(k.Gen) != gen || v.TreeOff == 0 {
+				continue
+			}
+			base := gen*maps.TreeHalf + v.TreeOff
+			meta, err := r.dl.set.Trees.Node(base)
+			if err != nil {
+				r.t.Fatalf("tree: %v", err)
+			}
+			for i := uint32(1); i < 2*meta.W; i++ {
+				n, err := r.dl.set.Trees.Node(base + i)
+				if err != nil {
+					r.t.Fatalf("tree: %v", err)
+				}
+				out[k] = append(out[k], n)
+			}
+		}
+		return out
+	}
+	kept := read()
+	if _, err := r.dl.set.Trees.Build(gen); err != nil {
+		r.t.Fatalf("build trees: %v", err)
+	}
+	built := read()
+	for k, nodes := range kept {
+		if d := cmp.Diff(built[k], nodes); d != "" {
+			return &diffFailure{what: "tree", detail: fmt.Sprintf("%s:%d: tree kept up to date differs from one rebuilt (-rebuilt +kept):\n%s",
+				maps.Addr(k.Vip), maps.Port(k.Port), d)}
 		}
 	}
 	return nil

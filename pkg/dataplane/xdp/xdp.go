@@ -56,6 +56,9 @@ type Tables struct {
 	// pool is each service's members and weights as last written: a change
 	// restarts rr and wrr, as in pkg/sched.
 	pool map[svcIdent]string
+	// treePos is where each real's leaf is in either generation's
+	// tournament tree (bpf/xlb_tree.h).
+	treePos map[uint32]maps.TreePos
 }
 
 // NewTables takes over set, adopting whatever configuration its (possibly
@@ -74,6 +77,7 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 		order:      map[svcIdent][]realIdent{},
 		lastWeight: map[uint32]int{},
 		pool:       map[svcIdent]string{},
+		treePos:    map[uint32]maps.TreePos{},
 	}
 	ctl, err := set.Ctl.Get()
 	if err != nil {
@@ -107,6 +111,9 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 		t.serial = max(t.serial, v.Serial)
 		if v.LastWeight > 0 {
 			t.lastWeight[id] = int(v.LastWeight)
+		}
+		if t.treePos[id], err = set.Trees.Pos(id); err != nil {
+			return nil, fmt.Errorf("read tree positions: %w", err)
 		}
 	}
 	if t.serial, err = set.Reals.MaxSerial(); err != nil {
@@ -222,6 +229,8 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 	keepSvc := map[svcIdent]bool{}
 	keepReal := map[uint32]bool{}
 	var ringOff uint32
+	treeOff := uint32(1) // 0 means no tree
+	newPos := map[uint32]maps.TreePos{}
 	filter := map[uint32]uint8{}
 	newOrder := map[svcIdent][]realIdent{}
 	newPool := map[svcIdent]string{}
@@ -328,12 +337,31 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		} else {
 			newPool[si] = t.pool[si]
 		}
+		var svcTree uint32
+		if kind := schedKinds[schedName(s.Sched)]; usesTree(kind) {
+			leaves := uint32(1)
+			for leaves < uint32(len(members)) {
+				leaves <<= 1
+			}
+			if err := t.set.Trees.SetMeta(next, treeOff, kind, leaves, sid); err != nil {
+				return fmt.Errorf("%s: %w", s.Key(), err)
+			}
+			for i, id := range memberIDs {
+				p := t.treePos[id]
+				p.Base[next] = next*maps.TreeHalf + treeOff
+				p.Leaf[next] = uint32(i)
+				newPos[id] = p
+			}
+			svcTree = treeOff
+			treeOff += 2 * leaves
+		}
 		svcs = append(svcs, pending{
 			key: maps.SvcKey{Vip: maps.Be32(s.VIP), Port: maps.Be16(s.Port), Proto: s.Protocol, Gen: uint8(next)},
 			val: maps.SvcVal{
 				Id: sid, Sched: uint32(schedKinds[schedName(s.Sched)]), Flags: flags, Mode: uint32(m),
 				TabOff: ringOff, TabLen: uint32(len(table)), MemOff: memOff, MemLen: uint32(len(members)),
 				PersistMask: maps.Be32(prefixMask(s.PersistPrefix)), PersistTimeout: uint64(s.PersistTimeout),
+				TreeOff: svcTree,
 			},
 		})
 		ringOff = memOff + uint32(len(members))
@@ -358,6 +386,37 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		}
 	}
 
+	// Every real gets its place in the new generation's trees, or none: a
+	// removed real's connections still end, and must not update a leaf
+	// that is now another's.
+	var posIDs []uint32
+	var posVals []maps.TreePos
+	everyID := map[uint32]bool{}
+	for id := range keepReal {
+		everyID[id] = true
+	}
+	for id := range t.treePos {
+		everyID[id] = true
+	}
+	for id := range everyID {
+		p, ok := newPos[id]
+		if !ok {
+			p = t.treePos[id]
+			p.Base[next], p.Leaf[next] = 0, 0
+			newPos[id] = p
+		}
+		if old, ok := t.treePos[id]; !ok || old != p {
+			posIDs = append(posIDs, id)
+			posVals = append(posVals, p)
+		}
+	}
+	if err := t.set.Trees.SetPos(posIDs, posVals); err != nil {
+		return fmt.Errorf("write tree positions: %w", err)
+	}
+	if _, err := t.set.Trees.Build(next); err != nil {
+		return fmt.Errorf("build scheduler trees: %w", err)
+	}
+
 	// Until the switch the filter must let both configurations through.
 	union := t.set.Filter.Bits()
 	for b, v := range filter {
@@ -374,6 +433,17 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 	t.gen = next
 
 	var errs []error
+	// Counts that changed between the build and the switch went to the old
+	// trees only.
+	if _, err := t.set.Trees.Build(next); err != nil {
+		errs = append(errs, fmt.Errorf("build scheduler trees: %w", err))
+	}
+	for id, p := range newPos {
+		if !keepReal[id] && p.Base == [2]uint32{} {
+			delete(newPos, id) // written as none in both generations
+		}
+	}
+	t.treePos = newPos
 	errs = append(errs, t.set.Filter.Set(filter))
 	for k := range all {
 		if uint32(k.Gen) != next {
@@ -400,6 +470,25 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 	t.order = newOrder
 	t.pool = newPool
 	return errors.Join(errs...)
+}
+
+// RefreshTrees rebuilds the active generation's scheduler trees from the
+// live counts.
+func (t *Tables) RefreshTrees() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, err := t.set.Trees.Build(t.gen)
+	return err
+}
+
+// usesTree says whether a scheduler picks through a tournament tree.
+func usesTree(k maps.SchedKind) bool {
+	switch k {
+	case maps.SchedLC, maps.SchedWLC, maps.SchedSED, maps.SchedNQ, maps.SchedFO, maps.SchedOVF,
+		maps.SchedTWOS, maps.SchedLBLC, maps.SchedLBLCR:
+		return true
+	}
+	return false
 }
 
 // prefixMask is the IPv4 netmask of a persistence granularity; 0 means the
