@@ -144,19 +144,24 @@ __noinline int xlb_tree_fix(__u32 id)
 	if (!cur || tnode_same(cur, &n))
 		return 0;
 	*cur = n;
+	/* n is the node just written: only its sibling needs reading. */
 	for (int i = 0; i < TREE_LEVELS; i++) {
 		if (node <= 1)
 			break;
-		node >>= 1;
-		struct tnode *l = tnode_at(base + 2 * node);
-		struct tnode *r = tnode_at(base + 2 * node + 1);
-		struct tnode *p = tnode_at(base + node);
-		if (!l || !r || !p)
+		struct tnode *sib = tnode_at(base + (node ^ 1));
+		struct tnode *p = tnode_at(base + (node >> 1));
+		if (!sib || !p)
 			return 0;
-		tree_join(kind, l, r, &n);
-		if (tnode_same(p, &n))
+		struct tnode m;
+		if (node & 1)
+			tree_join(kind, sib, &n, &m);
+		else
+			tree_join(kind, &n, sib, &m);
+		if (tnode_same(p, &m))
 			break;
-		*p = n;
+		*p = m;
+		n = m;
+		node >>= 1;
 	}
 	return 0;
 }

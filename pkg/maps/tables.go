@@ -157,6 +157,29 @@ func countEntries[K, V any](m *ebpf.Map) (int, error) {
 	}
 }
 
+// Flush removes every entry without giving back what the connections
+// hold: for benchmarks and tests that need an empty table.
+func (c *Conns) Flush() error {
+	var keys []ConnKey
+	var k ConnKey
+	var v ConnVal
+	it := c.m.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), 65536)
+		if _, err := c.m.BatchDelete(keys[:n], nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
 // NAT is the LRU table of reverse entries for NAT flows, keyed by the
 // reply's 5-tuple.
 type NAT struct{ m *ebpf.Map }
