@@ -303,6 +303,10 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 		return NO_REAL;
 	__u32 id;
 	if (!sv->persist_timeout) {
+		/* ip_vs_schedule: "port zero only supported in persistent
+		 * services". */
+		if (sv->flags & SVC_F_ALLPORTS)
+			return NO_REAL;
 		id = schedule(sv, gen, ck->src, ck->dst, ck->sport);
 		if (id == NO_REAL)
 			return NO_REAL;
@@ -313,7 +317,7 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 		struct tmpl_key tk = {
 			.client = ck->src & sv->persist_mask,
 			.vip = ck->dst,
-			.vport = ck->dport,
+			.vport = (sv->flags & SVC_F_TMPL_NOPORT) ? 0 : ck->dport,
 			.proto = ck->proto,
 		};
 		struct tmpl_val *t = bpf_map_lookup_elem(&persist, &tk);
@@ -489,6 +493,11 @@ int xdp_lb(struct xdp_md *ctx)
 		};
 		struct svc_val *sv = bpf_map_lookup_elem(&services, &sk);
 		if (!sv) {
+			/* A port-0 service takes every port of its address. */
+			sk.port = 0;
+			sv = bpf_map_lookup_elem(&services, &sk);
+		}
+		if (!sv) {
 			/* A VIP may also be a NAT real of another service. */
 			bucket = addr_bucket(iph->saddr);
 			filter = bpf_map_lookup_elem(&addr_filter, &bucket);
@@ -562,11 +571,13 @@ int xdp_lb(struct xdp_md *ctx)
 	if (iph->ttl <= 1)
 		return count(VERDICT_PASS_TTL, XDP_PASS);
 
+	/* A real without a port takes the packet's (port-0 services). */
+	__be16 rport = r->port ?: ports[1];
 	if (is_new) {
 		struct conn_key rk = {
 			.src = r->ip,
 			.dst = iph->saddr,
-			.sport = r->port,
+			.sport = rport,
 			.dport = ports[0],
 			.proto = iph->protocol,
 		};
@@ -581,7 +592,7 @@ int xdp_lb(struct xdp_md *ctx)
 		__builtin_memcpy(nv.lbmac, eth->h_dest, ETH_ALEN);
 		bpf_map_update_elem(&nat, &rk, &nv, BPF_ANY);
 	}
-	nat_rewrite(iph, l4check, &iph->daddr, &ports[1], r->ip, r->port);
+	nat_rewrite(iph, l4check, &iph->daddr, &ports[1], r->ip, rport);
 
 	struct bpf_fib_lookup p;
 	int rc = fib_forward(ctx, eth, iph, ports[0], ports[1], &p);

@@ -40,6 +40,8 @@ enum sched_kind {
 #define SVC_F_PERSIST 0x0001
 #define SVC_F_FALLBACK 0x0008 /* sh-fallback, mh-fallback */
 #define SVC_F_PORT 0x0010     /* sh-port, mh-port */
+#define SVC_F_ALLPORTS 0x1000 /* port 0: every port of the VIP */
+#define SVC_F_TMPL_NOPORT 0x2000 /* templates have port 0 (port-0 and FTP services) */
 
 /* Why a packet got the verdict it got; counted per CPU, summed by user space. */
 enum verdict {
@@ -236,7 +238,7 @@ struct rr_val {
 /* A node of a tournament tree (xlb_tree.h): the winner of its subtree and
  * its key, overhead/weight; twos keeps the usable weight's sum in oh. Node
  * 0 of a tree says how to read it: id is the scheduler, w the number of
- * leaves, half the service id. */
+ * leaves, oh the ring slot of the member list, half the service id. */
 struct tnode {
 	__u32 id;
 	__u32 w;

@@ -16,7 +16,8 @@
  * is below half its weight (is_overloaded's second scan).
  *
  * Per service and generation the tree sits in pick_tree from tree_off on:
- * node 0 says the scheduler and P (leaves, a power of two), nodes 1..2P-1
+ * node 0 says the scheduler (id), P (w: leaves, a power of two), where the
+ * member list starts in ring (oh) and the service (half); nodes 1..2P-1
  * are the heap, leaf i at P+i is the i-th real of the list. real_tree says
  * where each real's leaf is in either generation.
  *
@@ -134,10 +135,12 @@ __noinline int xlb_tree_fix(__u32 id)
 	if (!meta)
 		return 0;
 	__u32 kind = meta->id, svc_id = meta->half;
-	__u32 node = meta->w + tp->leaf[g];
-	struct real_val *r = bpf_map_lookup_elem(&reals, &id);
-	if (!r || r->svc_id != svc_id)
-		return 0; /* a position left from before the real's id was reused */
+	__u32 leaf = tp->leaf[g];
+	/* A position can be left over from a configuration the real is no
+	 * longer in: the member list says whose leaf it is. */
+	if (leaf >= meta->w || ring_at(meta->oh + leaf) != id)
+		return 0;
+	__u32 node = meta->w + leaf;
 	struct tnode n;
 	tree_leaf(kind, id, svc_id, &n);
 	struct tnode *cur = tnode_at(base + node);

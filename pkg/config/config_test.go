@@ -144,15 +144,15 @@ func TestParseBad(t *testing.T) {
 		want []string // without the "testdata/config/FILE:" prefix
 	}{
 		{"bad-port.yaml", []string{
-			`5: virtual_servers[0].port: 70000 is not a valid port (1-65535)`,
+			`5: virtual_servers[0].port: 70000 is not a valid port (0-65535; 0: every port)`,
 		}},
 		{"bad-port-value.yaml", []string{
-			`3: virtual_servers[0].port: 0 is not a valid port (1-65535)`,
+			`3: virtual_servers[0].port: 65536 is not a valid port (0-65535; 0: every port)`,
 			`5: virtual_servers[0].real_servers[0].port: "http" is not an integer`,
 			`6: virtual_servers[0].real_servers[1].port: "80.5" is not an integer`,
-			`7: virtual_servers[0].real_servers[2].port: -1 is not a valid port (1-65535)`,
+			`7: virtual_servers[0].real_servers[2].port: -1 is not a valid port (0-65535; 0: every port)`,
 			`8: virtual_servers[0].real_servers[3].port: "8080" is not an integer`,
-			`9: virtual_servers[0].real_servers[4].port: 99999999999999999999999 is not a valid port (1-65535)`,
+			`9: virtual_servers[0].real_servers[4].port: 99999999999999999999999 is not a valid port (0-65535; 0: every port)`,
 		}},
 		{"bad-unknown-key.yaml", []string{
 			`3: virtual_servers[0].lb_algoo: unknown key "lb_algoo"`,
@@ -253,7 +253,7 @@ func TestParseBad(t *testing.T) {
 			`11: virtual_servers[1].port: "8o" is not an integer`,
 			`12: virtual_servers[1].lb_kind: unknown lb_kind "DSR" (want NAT, DR or TUN)`,
 			`13: virtual_servers[1].persistance_timeout: unknown key "persistance_timeout"`,
-			`15: virtual_servers[1].real_servers[0].port: 65536 is not a valid port (1-65535)`,
+			`15: virtual_servers[1].real_servers[0].port: 65536 is not a valid port (0-65535; 0: every port)`,
 			`16: virtual_servers[1].real_servers[1]: missing required key "address"`,
 		}},
 	}
@@ -316,7 +316,7 @@ func TestErrorFields(t *testing.T) {
 		File: "testdata/config/bad-port.yaml",
 		Line: 5,
 		Path: "virtual_servers[0].port",
-		Msg:  "70000 is not a valid port (1-65535)",
+		Msg:  "70000 is not a valid port (0-65535; 0: every port)",
 	}
 	if diff := cmp.Diff(want, e); diff != "" {
 		t.Errorf("Error mismatch (-want +got):\n%s", diff)
@@ -379,7 +379,7 @@ func TestParseInline(t *testing.T) {
 		{
 			name: "huge negative",
 			yaml: "virtual_servers: [{address: 10.0.0.1, port: -99999999999999999999999}]\n",
-			want: `lb.yaml:1: virtual_servers[0].port: -99999999999999999999999 is not a valid port (1-65535)`,
+			want: `lb.yaml:1: virtual_servers[0].port: -99999999999999999999999 is not a valid port (0-65535; 0: every port)`,
 		},
 		{
 			name: "delay_loop overflowing a Duration",
@@ -558,6 +558,15 @@ func TestYAMLTree(t *testing.T) {
 			name: "real server port is required outside fwmark services",
 			yaml: "virtual_servers: [{fwmark: 1, real_servers: [{address: 10.0.0.2}]}, {address: 10.0.0.1, port: 80, real_servers: [{address: 10.0.0.2}]}]\n",
 			want: `lb.yaml:1: virtual_servers[1].real_servers[0]: missing required key "port"`,
+		},
+		{
+			name: "port 0 is every port; without persistence it balances nothing",
+			yaml: "virtual_servers:\n" +
+				"  - {address: 10.0.0.1, port: 0, persistence_timeout: 60, real_servers: [{address: 10.0.0.2, port: 0}]}\n" +
+				"  - {address: 10.0.0.3, port: 0, real_servers: [{address: 10.0.0.2, port: 0}]}\n",
+			warnings: []string{
+				`lb.yaml:3: virtual_servers[1]: a port-0 (every port) virtual server without persistence_timeout balances nothing: IPVS schedules port-0 services only through persistence templates`,
+			},
 		},
 		{
 			name: "accept false is no_accept",

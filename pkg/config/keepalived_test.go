@@ -583,7 +583,7 @@ func TestKeepalivedBad(t *testing.T) {
 			`bad-ranges.conf:15: vrrp_instance[VI_1].track_interface: 254 is not a valid weight (-253 to 253)`,
 			`bad-ranges.conf:18: vrrp_instance[VI_1].virtual_ipaddress: "10.50.1.300/24" is not a valid IP address or prefix`,
 			`bad-ranges.conf:19: vrrp_instance[VI_1].virtual_ipaddress: "10.50.1.100/33" is not a valid IP address or prefix`,
-			`bad-ranges.conf:23: virtual_server[10.50.1.100 70000]: 70000 is not a valid port (1-65535)`,
+			`bad-ranges.conf:23: virtual_server[10.50.1.100 70000]: 70000 is not a valid port (0-65535; 0: every port)`,
 			`bad-ranges.conf:24: virtual_server[10.50.1.100 70000].delay_loop: 0 is not a valid delay_loop (at least 1 second)`,
 			`bad-ranges.conf:25: virtual_server[10.50.1.100 70000].quorum: 0 is not a valid quorum (at least 1)`,
 			`bad-ranges.conf:27: virtual_server[10.50.1.100 70000].real_server[10.50.2.11 8080].weight: -1 is not a valid weight (0-65535)`,

@@ -243,10 +243,22 @@ func (v *validator) port(val *rawValue) (uint16, bool) {
 	if !ok {
 		return 0, false
 	}
-	// keepalived accepts port 0 only for fwmark services, which have no
-	// port to begin with, so 0 is always a mistake here.
 	if p < 1 || p > 65535 {
 		v.d.at(val.pos, "%s is not a valid port (1-65535)", val.Text)
+		return 0, false
+	}
+	return uint16(p), true
+}
+
+// servicePort is a virtual or real server's port, where 0 means every port
+// (IPVS's port-0 services) or, for a real, the port the packet was sent to.
+func (v *validator) servicePort(val *rawValue) (uint16, bool) {
+	p, ok := v.integer(val)
+	if !ok {
+		return 0, false
+	}
+	if p < 0 || p > 65535 {
+		v.d.at(val.pos, "%s is not a valid port (0-65535; 0: every port)", val.Text)
 		return 0, false
 	}
 	return uint16(p), true

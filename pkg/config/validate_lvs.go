@@ -221,7 +221,7 @@ func (v *validator) virtualServer(n *rawNode, groups map[string]bool) (VirtualSe
 			vs.Address, _ = v.ip4(n.val("address"))
 		}
 		if v.required(n.pos, "port", n.val("port")) {
-			vs.Port, _ = v.port(n.val("port"))
+			vs.Port, _ = v.servicePort(n.val("port"))
 		}
 	}
 	if val := n.val("protocol"); usable(val) {
@@ -303,6 +303,10 @@ func (v *validator) virtualServer(n *rawNode, groups map[string]bool) (VirtualSe
 		}
 	}
 
+	if vs.Port == 0 && vs.FWMark == 0 && vs.Group == "" && vs.PersistenceTimeout == 0 && vs.Address.IsValid() {
+		// ip_vs_schedule: "port zero only supported in persistent services".
+		v.d.warn(n.pos, "a port-0 (every port) virtual server without persistence_timeout balances nothing: IPVS schedules port-0 services only through persistence templates")
+	}
 	inh := v.override(n, inherited{delayLoop: vs.DelayLoop, alpha: vs.Alpha, virtualhost: vs.Virtualhost}, levelVS)
 	seen := map[netip.AddrPort]pos{}
 	for _, r := range n.items("real_servers") {
@@ -349,7 +353,7 @@ func (v *validator) realServer(n *rawNode, vs VirtualServer, inh inherited) (Rea
 	}
 	switch val := n.val("port"); {
 	case val != nil:
-		rs.Port, _ = v.port(val)
+		rs.Port, _ = v.servicePort(val)
 	case vs.FWMark != 0 || vs.Group != "":
 		// Port 0: the port the packet was sent to.
 	case v.d.syntax == syntaxKeepalived:

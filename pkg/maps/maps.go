@@ -54,6 +54,11 @@ const (
 	SvcPersist  = 0x0001
 	SvcFallback = 0x0008
 	SvcPort     = 0x0010
+	// SvcAllPorts marks a port-0 service, which takes every port.
+	SvcAllPorts = 0x1000
+	// SvcTmplNoPort makes persistence templates with port 0: port-0
+	// services and FTP (port 21) share one per client and VIP.
+	SvcTmplNoPort = 0x2000
 )
 
 // NoReal marks an empty slot in a scheduler table.

@@ -104,11 +104,12 @@ func (p *planner) group(vs *config.VirtualServer, g *config.VirtualServerGroup) 
 		p.note(vs, "fwmark %s of virtual_server_group %q skipped: the XDP data plane cannot match firewall marks", strings.Join(marks, ", "), g.Name)
 	}
 	for _, r := range g.Ranges {
+		if r.Port == 0 && vs.PersistenceTimeout == 0 && rangeSize(r) > 0 {
+			p.note(vs, "%s of virtual_server_group %q balances nothing: it has no port (every port), which IPVS schedules only with persistence_timeout", rangeString(r), g.Name)
+		}
 		switch n := rangeSize(r); {
 		case n == 0:
 			p.note(vs, "%s of virtual_server_group %q skipped: not an IPv4 range", rangeString(r), g.Name)
-		case r.Port == 0:
-			p.note(vs, "%s of virtual_server_group %q skipped: it has no port (IPVS: every port), and the XDP data plane balances single ports", rangeString(r), g.Name)
 		case n > MaxGroupRange:
 			p.note(vs, "%s of virtual_server_group %q skipped: %d addresses, more than the %d services the data plane holds", rangeString(r), g.Name, n, MaxGroupRange)
 		default:

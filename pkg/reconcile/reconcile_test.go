@@ -171,15 +171,17 @@ func TestPlan(t *testing.T) {
 			}(),
 		},
 		{
-			name: "group: fwmark entries and entries without a port skipped with a note",
+			name: "group: fwmark entries skipped, an entry without a port is a port-0 service, both with a note",
 			conf: "virtual_server_group G {\n 10.50.1.1 80\n 10.50.1.9\n fwmark 7\n fwmark 8\n}\n" +
 				"virtual_server group G {\n protocol UDP\n real_server 10.50.2.11 53 {\n }\n}\n",
 			want: dataplane.State{Services: []dataplane.Service{svc("10.50.1.1", 80, func(s *dataplane.Service) {
 				s.Protocol, s.Reals[0].Port = 17, 53
+			}), svc("10.50.1.9", 0, func(s *dataplane.Service) {
+				s.Protocol, s.Reals[0].Port = 17, 53
 			})}},
 			notes: []string{
 				`keepalived.conf:7: group:G/UDP: fwmark 7, 8 of virtual_server_group "G" skipped: the XDP data plane cannot match firewall marks`,
-				`keepalived.conf:7: group:G/UDP: 10.50.1.9 of virtual_server_group "G" skipped: it has no port (IPVS: every port), and the XDP data plane balances single ports`,
+				`keepalived.conf:7: group:G/UDP: 10.50.1.9 of virtual_server_group "G" balances nothing: it has no port (every port), which IPVS schedules only with persistence_timeout`,
 			},
 		},
 		{

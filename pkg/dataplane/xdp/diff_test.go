@@ -247,6 +247,10 @@ func genSequence(r *rand.Rand, v diffVariant, persist bool, nEvents int) *diffSe
 		if r.IntN(4) == 0 {
 			proto, port = 17, 53
 		}
+		// Port 0: every port, which IPVS schedules only with persistence.
+		if (persist && r.IntN(4) == 0) || r.IntN(20) == 0 {
+			port = 0
+		}
 		vip := netip.AddrFrom4([4]byte{10, 50, 1, byte(100 + r.IntN(100))})
 		if seen[svcIdent{vip, port, proto}] {
 			continue
@@ -649,7 +653,7 @@ func (dl *diffLab) replay(t *testing.T, spec *diffSeqSpec, events []diffEvent) (
 func (r *diffRun) step(ev diffEvent) *diffFailure {
 	now := r.base + ev.at
 	s := r.svcs[ev.svc]
-	vip := netip.AddrPortFrom(s.svc.VIP, s.svc.Port)
+	vip := vipOf(s.svc, ev.client)
 	prefix := fmt.Sprintf("%-14v svc%d", ev.at, ev.svc)
 	s.model.Expire(now)
 	switch ev.kind {
@@ -887,9 +891,19 @@ func addrsOf(rs []dataplane.Real) string {
 	return "[" + strings.Join(s, " ") + "]"
 }
 
+// vipOf is where a client sends its packets: a port-0 service gets them on
+// several ports (none that another service of the sequence has), each
+// client always on the same one.
+func vipOf(s dataplane.Service, client netip.AddrPort) netip.AddrPort {
+	if s.Port != 0 {
+		return netip.AddrPortFrom(s.VIP, s.Port)
+	}
+	return netip.AddrPortFrom(s.VIP, []uint16{5000, 6000, 7000}[client.Port()%3])
+}
+
 // checkConn compares the connection entries of a client on both sides.
 func (r *diffRun) checkConn(s *diffRSvc, client netip.AddrPort, now time.Duration) *diffFailure {
-	vip := netip.AddrPortFrom(s.svc.VIP, s.svc.Port)
+	vip := vipOf(s.svc, client)
 	ci, mok := s.model.Conn(client, vip)
 	cv, bok := r.dl.diffConn(client, vip, s.svc.Protocol)
 	bLive := bok && cv.Dead == 0 && time.Duration(cv.Expires) > now
@@ -1363,5 +1377,20 @@ func diffRegressions(t *testing.T) []diffRegression {
 			syn(3*time.Millisecond, c1), // reuses the TIME_WAIT connection: to 10.50.2.12
 			{at: 4 * time.Millisecond, kind: evReply, client: c1, flags: sched.RST, prev: true},
 		}}})
+	// E: a removed real's tree position is not rewritten by a restarted
+	// daemon (it adopts valid reals only), so when the removed real's last
+	// connection expired, xlb_tree_fix wrote its (unusable) leaf over the
+	// leaf that position now belongs to: B vanished from the tree and the
+	// next connection went to A.
+	out = append(out, diffRegression{name: "removed-real-stale-tree-position",
+		why: "bpf/xlb_tree.h xlb_tree_fix trusted real_tree positions left from an older configuration (found and fixed in the tree change)",
+		spec: &diffSeqSpec{svcs: []dataplane.Service{dr("wlc", real1(11, 1), real1(12, 1), real1(13, 1))}, events: []diffEvent{
+			syn(0, c1),
+			{at: time.Second, kind: evRemove, addr: C},
+			{at: 2 * time.Second, kind: evRestart},
+			{at: 100 * time.Second, kind: evTick},
+			syn(101*time.Second, c2),
+		}}})
+
 	return out
 }

@@ -3,6 +3,7 @@ package xdp
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket"
@@ -42,8 +43,15 @@ func goldenState() dataplane.State {
 		{VIP: vipTUN, Port: 80, Protocol: 6, Sched: "rr", Kind: dataplane.TUN, Reals: reals(1, 80, 3)},
 		{VIP: vipTUN, Port: 53, Protocol: 17, Sched: "rr", Kind: dataplane.TUN, Reals: reals(1, 53, 3)},
 		{VIP: vipNAT, Port: 9, Protocol: 6, Sched: "rr", Kind: dataplane.NAT},
+		// Every port, reals without one: persistent, and not (which IPVS
+		// does not schedule).
+		{VIP: vipAll, Port: 0, Protocol: 6, Sched: "rr", Kind: dataplane.NAT, Reals: reals(2, 0, 3),
+			PersistTimeout: 300 * time.Second},
+		{VIP: vipAll, Port: 0, Protocol: 17, Sched: "rr", Kind: dataplane.NAT, Reals: reals(2, 0, 3)},
 	}}
 }
+
+var vipAll = netip.MustParseAddr("10.50.1.105")
 
 var (
 	r1NAT = netip.MustParseAddr("10.50.2.11")
@@ -158,6 +166,21 @@ func goldenCases(t *testing.T) []golden {
 	icmpEcho := fromClient(vipNAT, 0, layers.IPProtocolICMPv4)
 	noReals := fromClient(vipNAT, 9, layers.IPProtocolTCP)
 
+	// A port-0 service: the port is kept, and one template per client
+	// covers every port.
+	all1 := fromClient(vipAll, 4444, layers.IPProtocolTCP)
+	all1Fwd := all1
+	all1Fwd.srcMAC, all1Fwd.dstMAC, all1Fwd.dst, all1Fwd.ttl = macB0, realMAC(r1NAT), r1NAT, 63
+	all2 := fromClient(vipAll, 5555, layers.IPProtocolTCP)
+	all2.sport = 40001
+	all2Fwd := all2
+	all2Fwd.srcMAC, all2Fwd.dstMAC, all2Fwd.dst, all2Fwd.ttl = macB0, realMAC(r1NAT), r1NAT, 63
+	allReply := pkt{srcMAC: realMAC(r1NAT), dstMAC: macB0, src: r1NAT, dst: addrClient, sport: 4444, dport: 40000,
+		proto: layers.IPProtocolTCP, ttl: 64, df: true, payload: []byte("hello, client")}
+	allReplyOut := allReply
+	allReplyOut.srcMAC, allReplyOut.dstMAC, allReplyOut.src, allReplyOut.ttl = macF0, macClient, vipAll, 63
+	allUDP := fromClient(vipAll, 4444, layers.IPProtocolUDP)
+
 	badCsum := tcpSyn.bytes(t)
 	badCsum[14+10] ^= 0xff
 	truncated := tcpSyn.bytes(t)[:14+20+10]
@@ -198,6 +221,13 @@ func goldenCases(t *testing.T) []golden {
 		{name: "later fragment", in: laterFrag.bytes(t), ifindex: onF0, verdict: xdpPass},
 		{name: "icmp to vip", in: icmpEcho.bytes(t), ifindex: onF0, verdict: xdpPass},
 		{name: "service without reals", in: noReals.bytes(t), ifindex: onF0, verdict: xdpPass},
+		{name: "port-0 service keeps the port", in: all1.bytes(t), ifindex: onF0, verdict: xdpRedirect,
+			want: all1Fwd.bytes(t)},
+		{name: "port-0 service: another port follows the client's template", before: [][]byte{all1.bytes(t)},
+			in: all2.bytes(t), ifindex: onF0, verdict: xdpRedirect, want: all2Fwd.bytes(t)},
+		{name: "port-0 service reply", before: [][]byte{all1.bytes(t)}, in: allReply.bytes(t), ifindex: onB0,
+			verdict: xdpRedirect, want: allReplyOut.bytes(t)},
+		{name: "port-0 service without persistence passes", in: allUDP.bytes(t), ifindex: onF0, verdict: xdpPass},
 		{name: "bad ip checksum", in: badCsum, ifindex: onF0, verdict: xdpPass},
 		{name: "truncated tcp header", in: truncated, ifindex: onF0, verdict: xdpPass},
 		{name: "datagram shorter than tcp header", in: shortTCP, ifindex: onF0, verdict: xdpPass},

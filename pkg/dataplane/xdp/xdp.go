@@ -337,13 +337,21 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		} else {
 			newPool[si] = t.pool[si]
 		}
+		// ip_vs_sched_persist: port-0 and FTP services make templates
+		// without a port.
+		if s.Port == 0 {
+			flags |= maps.SvcAllPorts | maps.SvcTmplNoPort
+		}
+		if s.Port == 21 {
+			flags |= maps.SvcTmplNoPort
+		}
 		var svcTree uint32
 		if kind := schedKinds[schedName(s.Sched)]; usesTree(kind) {
 			leaves := uint32(1)
 			for leaves < uint32(len(members)) {
 				leaves <<= 1
 			}
-			if err := t.set.Trees.SetMeta(next, treeOff, kind, leaves, sid); err != nil {
+			if err := t.set.Trees.SetMeta(next, treeOff, kind, leaves, memOff, sid); err != nil {
 				return fmt.Errorf("%s: %w", s.Key(), err)
 			}
 			for i, id := range memberIDs {
