@@ -20,8 +20,15 @@ import (
 // (indented like the other keys) over reals given as "HOST:WEIGHT".
 func (l *natLab) writeService(t *testing.T, extra string, reals ...string) {
 	t.Helper()
+	l.writeServiceOn(t, 80, extra, reals...)
+}
+
+// writeServiceOn is writeService on another port of the VIP (0: every
+// port).
+func (l *natLab) writeServiceOn(t *testing.T, port uint16, extra string, reals ...string) {
+	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "virtual_servers:\n  - address: %s\n    port: 80\n    lb_kind: NAT\n%s    real_servers:\n", l.top.VIP, extra)
+	fmt.Fprintf(&b, "virtual_servers:\n  - address: %s\n    port: %d\n    lb_kind: NAT\n%s    real_servers:\n", l.top.VIP, port, extra)
 	for _, r := range reals {
 		host, weight, _ := strings.Cut(r, ":")
 		fmt.Fprintf(&b, "      - { address: 10.50.2.%s, port: 8080, weight: %s }\n", host, weight)
@@ -61,6 +68,12 @@ func (l *natLab) clientAddrs(t *testing.T, hosts ...int) []netip.Addr {
 // the real that answered.
 func (l *natLab) getFrom(t *testing.T, src netip.Addr) string {
 	t.Helper()
+	return l.getFromPort(t, src, 80)
+}
+
+// getFromPort is getFrom to another port of the VIP.
+func (l *natLab) getFromPort(t *testing.T, src netip.Addr, port uint16) string {
+	t.Helper()
 	var conn net.Conn
 	err := l.top.Client.Do(func() error {
 		d := net.Dialer{Timeout: 3 * time.Second}
@@ -68,7 +81,7 @@ func (l *natLab) getFrom(t *testing.T, src netip.Addr) string {
 			d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
 		}
 		var err error
-		conn, err = d.Dial("tcp", l.top.VIP.String()+":80")
+		conn, err = d.Dial("tcp", netip.AddrPortFrom(l.top.VIP, port).String())
 		return err
 	})
 	if err != nil {
@@ -135,6 +148,30 @@ func TestPersistence(t *testing.T) {
 		if got := l.getFrom(t, c); got != first {
 			t.Fatalf("persistent /24: connection %d from %s went to %s, the network's template says %s", i, c, got, first)
 		}
+	}
+}
+
+// A port-0 service takes every port of its VIP, and with persistence one
+// template per client covers them all (IPVS's port-0 services: FTP's data
+// connections follow the control connection this way).
+func TestPortZeroPersistence(t *testing.T) {
+	l := newNATLab(t)
+	l.writeServiceOn(t, 0, "    lb_algo: rr\n    persistence_timeout: 300\n", "11:1", "12:1", "13:1")
+	waitFor(t, l.daemon(t), "msg=ready")
+	clients := l.clientAddrs(t, 30, 31, 32)
+	seen := map[string]bool{}
+	for _, c := range clients {
+		first := l.getFromPort(t, c, 80)
+		seen[first] = true
+		for _, port := range []uint16{443, 8000, 22, 80} {
+			if got := l.getFromPort(t, c, port); got != first {
+				t.Fatalf("client %s: port %d went to %s, its first connection (port 80) to %s", c, port, got, first)
+			}
+		}
+	}
+	// rr gave each client's template the next real.
+	if len(seen) != len(clients) {
+		t.Fatalf("3 clients' templates went to %v; rr over 3 reals gives each its own", seen)
 	}
 }
 
