@@ -402,6 +402,10 @@ func (t *Trees) Node(i uint32) (TreeNode, error) {
 	return n, err
 }
 
+// SetNode overwrites one node, by absolute index: for tests that play a
+// concurrent update leaving a node stale.
+func (t *Trees) SetNode(i uint32, n TreeNode) error { return t.nodes.Put(i, n) }
+
 // Pos reads where a real's leaves are.
 func (t *Trees) Pos(id uint32) (TreePos, error) {
 	var p TreePos
