@@ -189,7 +189,7 @@ func BenchmarkNewFlowPerScheduler(b *testing.B) {
 					if name == "ovf" {
 						// ovf refuses reals with more active connections than
 						// their weight, and nothing expires here.
-						w = 60000 + i%3
+						w = 1<<22 + i%3
 					}
 					svc.Reals = append(svc.Reals, dataplane.Real{
 						Addr: netip.AddrFrom4([4]byte{10, 50, 1, byte(11 + i%200)}), Port: uint16(1000 + i), Weight: w})
