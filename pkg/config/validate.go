@@ -238,27 +238,21 @@ func (v *validator) ip(val *rawValue) (netip.Addr, bool) {
 	return a.Unmap(), true
 }
 
-func (v *validator) port(val *rawValue) (uint16, bool) {
-	p, ok := v.integer(val)
-	if !ok {
-		return 0, false
-	}
-	if p < 1 || p > 65535 {
-		v.d.at(val.pos, "%s is not a valid port (1-65535)", val.Text)
-		return 0, false
-	}
-	return uint16(p), true
-}
+func (v *validator) port(val *rawValue) (uint16, bool) { return v.portFrom(val, 1, "1-65535") }
 
 // servicePort is a virtual or real server's port, where 0 means every port
 // (IPVS's port-0 services) or, for a real, the port the packet was sent to.
 func (v *validator) servicePort(val *rawValue) (uint16, bool) {
+	return v.portFrom(val, 0, "0-65535; 0: every port")
+}
+
+func (v *validator) portFrom(val *rawValue, lo int64, valid string) (uint16, bool) {
 	p, ok := v.integer(val)
 	if !ok {
 		return 0, false
 	}
-	if p < 0 || p > 65535 {
-		v.d.at(val.pos, "%s is not a valid port (0-65535; 0: every port)", val.Text)
+	if int64(p) < lo || p > 65535 {
+		v.d.at(val.pos, "%s is not a valid port (%s)", val.Text, valid)
 		return 0, false
 	}
 	return uint16(p), true
