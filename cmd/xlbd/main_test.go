@@ -117,10 +117,10 @@ func TestCheck(t *testing.T) {
 		{
 			name:   "group virtual server: expanded, with the data plane's notes as warnings",
 			args:   []string{"--config", ka + "11-virtual-server-group.conf"},
-			stdout: []string{ka + "11-virtual-server-group.conf: OK, 1 virtual server (77 services), 2 warnings"},
+			stdout: []string{ka + "11-virtual-server-group.conf: OK, 1 virtual server (78 services), 2 warnings"},
 			stderr: []string{
 				ka + `11-virtual-server-group.conf:10: warning: group:WEB/TCP: fwmark 7 of virtual_server_group "WEB" skipped: the XDP data plane cannot match firewall marks`,
-				ka + `11-virtual-server-group.conf:10: warning: group:WEB/TCP: 10.50.4.1 of virtual_server_group "WEB" skipped: it has no port (IPVS: every port), and the XDP data plane balances single ports`,
+				ka + `11-virtual-server-group.conf:10: warning: group:WEB/TCP: 10.50.4.1 of virtual_server_group "WEB" balances nothing: it has no port (every port), which IPVS schedules only with persistence_timeout`,
 			},
 		},
 		{
@@ -150,7 +150,7 @@ func TestCheck(t *testing.T) {
 				yml + `bad-many.yaml:11: virtual_servers[1].port: "8o" is not an integer`,
 				yml + `bad-many.yaml:12: virtual_servers[1].lb_kind: unknown lb_kind "DSR" (want NAT, DR or TUN)`,
 				yml + `bad-many.yaml:13: virtual_servers[1].persistance_timeout: unknown key "persistance_timeout"`,
-				yml + `bad-many.yaml:15: virtual_servers[1].real_servers[0].port: 65536 is not a valid port (1-65535)`,
+				yml + `bad-many.yaml:15: virtual_servers[1].real_servers[0].port: 65536 is not a valid port (0-65535; 0: every port)`,
 				yml + `bad-many.yaml:16: virtual_servers[1].real_servers[1]: missing required key "address"`,
 				yml + "bad-many.yaml: 8 errors",
 			},
@@ -450,7 +450,7 @@ func TestDaemonConfig(t *testing.T) {
 		}
 		for _, want := range []string{
 			`level=WARN msg="fwmark 7 of virtual_server_group \"WEB\" skipped: the XDP data plane cannot match firewall marks" file=testdata/keepalived/11-virtual-server-group.conf line=10 path=group:WEB/TCP`,
-			`level=WARN msg="10.50.4.1 of virtual_server_group \"WEB\" skipped: it has no port (IPVS: every port), and the XDP data plane balances single ports" file=testdata/keepalived/11-virtual-server-group.conf line=10 path=group:WEB/TCP`,
+			`level=WARN msg="10.50.4.1 of virtual_server_group \"WEB\" balances nothing: it has no port (every port), which IPVS schedules only with persistence_timeout" file=testdata/keepalived/11-virtual-server-group.conf line=10 path=group:WEB/TCP`,
 		} {
 			if !strings.Contains(stderr, want+"\n") {
 				t.Errorf("log lacks\n%s\nlog:\n%s", want, stderr)

@@ -64,7 +64,8 @@ func wellFormedFor(b []byte) (maps.ConnKey, bool) {
 
 // FuzzBalancer feeds arbitrary frames through the balancer: it must never
 // forward (TX or REDIRECT) anything but a well-formed datagram for a
-// configured service, or the reply of a NAT flow it opened, and never abort.
+// configured service (or its VIP's port-0 service), or the reply of a NAT
+// flow it opened, and never abort.
 func FuzzBalancer(f *testing.F) {
 	for _, tc := range goldenCases(&testing.T{}) {
 		for _, b := range tc.before {
@@ -93,7 +94,8 @@ func FuzzBalancer(f *testing.F) {
 		if !ok {
 			t.Fatalf("forwarded (%s) a malformed frame: % x", verdictName[verdict], in)
 		}
-		if services[[3]uint32{k.Dst, uint32(k.Dport), uint32(k.Proto)}] {
+		// A port-0 service takes every port.
+		if services[[3]uint32{k.Dst, uint32(k.Dport), uint32(k.Proto)}] || services[[3]uint32{k.Dst, 0, uint32(k.Proto)}] {
 			return
 		}
 		var err error
