@@ -41,6 +41,37 @@ func NewNetnsWorker() (*Worker, error) {
 	return w, nil
 }
 
+// Join starts another worker in w's namespace, so that a test can run
+// programs on two threads at once.
+func (w *Worker) Join() (*Worker, error) {
+	var h netns.NsHandle
+	var err error
+	w.Do(func() { h, err = netns.Get() })
+	if err != nil {
+		return nil, err
+	}
+	nw := &Worker{ch: make(chan func()), done: make(chan struct{})}
+	errc := make(chan error)
+	go func() {
+		defer h.Close()
+		// Never unlocked, as in NewNetnsWorker.
+		runtime.LockOSThread()
+		if err := netns.Set(h); err != nil {
+			errc <- err
+			return
+		}
+		errc <- nil
+		defer close(nw.done)
+		for f := range nw.ch {
+			f()
+		}
+	}()
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	return nw, nil
+}
+
 // Do runs f in the namespace and waits for it.
 func (w *Worker) Do(f func()) {
 	fin := make(chan struct{})

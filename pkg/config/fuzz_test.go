@@ -26,6 +26,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("virtual_servers: &v [*v]\n"))
 	f.Add([]byte("? [a]\n: b\n"))
+	f.Add([]byte("virtual_servers:\n  - address: 0.0.0.0\n    port: 0"))
 	f.Add([]byte("a: !!binary aGVsbG8=\n"))
 	f.Add([]byte("virtual_servers: [{address: 10.0.0.1, port: 80, real_servers: [{address: 10.0.0.2, port: 1, checkers: [TCP_CHECK, {HTTP_GET: {urls: [{path: /}]}}]}]}]\n"))
 
@@ -151,7 +152,8 @@ func checkValid(t *testing.T, cfg *Config) {
 		ids := 0
 		if vs.Address.IsValid() {
 			ids++
-			if !vs.Address.Is4() || vs.Port == 0 {
+			// Port 0 is IPVS's every-port service.
+			if !vs.Address.Is4() {
 				t.Errorf("invalid address accepted: %+v", vs)
 			}
 		}
@@ -175,7 +177,7 @@ func checkValid(t *testing.T, cfg *Config) {
 		keys[vs.Key()] = true
 		seen := map[netip.AddrPort]bool{}
 		for _, rs := range vs.RealServers {
-			if !rs.Address.Is4() || (rs.Port == 0 && vs.Address.IsValid()) || rs.Weight < 0 || rs.Weight > 65535 || rs.Line < 1 {
+			if !rs.Address.Is4() || rs.Weight < 0 || rs.Weight > 65535 || rs.Line < 1 {
 				t.Errorf("invalid real server accepted: %+v", rs)
 			}
 			k := netip.AddrPortFrom(rs.Address, rs.Port)
