@@ -18,27 +18,7 @@ type Worker struct {
 // NewNetnsWorker starts a worker in a new network namespace, which goes
 // away with it.
 func NewNetnsWorker() (*Worker, error) {
-	w := &Worker{ch: make(chan func()), done: make(chan struct{})}
-	errc := make(chan error)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine, so it is never
-		// reused by the runtime in the wrong namespace.
-		runtime.LockOSThread()
-		ns, err := netns.New()
-		errc <- err
-		if err != nil {
-			return
-		}
-		defer ns.Close()
-		defer close(w.done)
-		for f := range w.ch {
-			f()
-		}
-	}()
-	if err := <-errc; err != nil {
-		return nil, err
-	}
-	return w, nil
+	return start(func() (netns.NsHandle, error) { return netns.New() })
 }
 
 // Join starts another worker in w's namespace, so that a test can run
@@ -50,26 +30,34 @@ func (w *Worker) Join() (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	nw := &Worker{ch: make(chan func()), done: make(chan struct{})}
+	return start(func() (netns.NsHandle, error) { return h, netns.Set(h) })
+}
+
+// start runs a worker on a thread that enter moves into a namespace.
+func start(enter func() (netns.NsHandle, error)) (*Worker, error) {
+	w := &Worker{ch: make(chan func()), done: make(chan struct{})}
 	errc := make(chan error)
 	go func() {
-		defer h.Close()
-		// Never unlocked, as in NewNetnsWorker.
+		// Never unlocked: the thread ends with the goroutine, so it is never
+		// reused by the runtime in the wrong namespace.
 		runtime.LockOSThread()
-		if err := netns.Set(h); err != nil {
-			errc <- err
+		ns, err := enter()
+		if ns.IsOpen() {
+			defer ns.Close()
+		}
+		errc <- err
+		if err != nil {
 			return
 		}
-		errc <- nil
-		defer close(nw.done)
-		for f := range nw.ch {
+		defer close(w.done)
+		for f := range w.ch {
 			f()
 		}
 	}()
 	if err := <-errc; err != nil {
 		return nil, err
 	}
-	return nw, nil
+	return w, nil
 }
 
 // Do runs f in the namespace and waits for it.
