@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -148,6 +149,23 @@ func TestPersistence(t *testing.T) {
 		if got := l.getFrom(t, c); got != first {
 			t.Fatalf("persistent /24: connection %d from %s went to %s, the network's template says %s", i, c, got, first)
 		}
+	}
+}
+
+// wlc, the default scheduler, over connections the client holds open:
+// weights 3:2:1 and 12 connections give 6/4/2, IPVS's least
+// overhead/weight choice each time; that is, the program's tree followed
+// every connection the reals took.
+func TestWeightedLeastConnections(t *testing.T) {
+	l := newNATLab(t)
+	l.writeService(t, "", "11:3", "12:2", "13:1")
+	waitFor(t, l.daemon(t), "msg=ready")
+	got := map[string]int{}
+	for i := 0; i < 12; i++ {
+		got[l.longLived(t).get(t)]++
+	}
+	if want := map[string]int{"r1": 6, "r2": 4, "r3": 2}; !maps.Equal(got, want) {
+		t.Fatalf("12 held connections over weights 3:2:1 went %v, want %v", got, want)
 	}
 }
 
