@@ -280,8 +280,7 @@ static __always_inline int lblc_overloaded(struct svc_val *sv, __u32 gen, __u32 
 {
 	if (d->rc->active <= d->r->weight)
 		return 0;
-	__u32 tb = tree_base(sv, gen);
-	struct tnode *root = tb ? tnode_at(tb + 1) : 0;
+	struct tnode *root = tree_root(sv, gen);
 	if (root)
 		return root->half;
 	struct half_ctx h = { .base = mbase };
@@ -414,8 +413,7 @@ static __always_inline int tree_ok(struct svc_val *sv, __u32 id, __u32 kind)
  * or the scan when the service has no tree or its root is stale. */
 static __always_inline __u32 pick_least(struct svc_val *sv, __u32 gen, __u32 mbase, __u32 kind)
 {
-	__u32 tb = tree_base(sv, gen);
-	struct tnode *root = tb ? tnode_at(tb + 1) : 0;
+	struct tnode *root = tree_root(sv, gen);
 	if (root) {
 		__u32 id = root->id;
 		if (id == NO_REAL || tree_ok(sv, id, kind))
@@ -437,8 +435,8 @@ static __always_inline __s32 weight(__u32 id)
 }
 
 /* twos through the tree of weight sums: the two draws, each a walk from
- * the root. NO_REAL + 1 when the tree cannot answer. */
-static __always_inline __u32 twos_tree(struct svc_val *sv, __u32 gen)
+ * the root. NO_REAL - 1 when the tree cannot answer. */
+static __always_inline __u32 twos_tree(struct svc_val *sv, __u32 gen, __u32 r1, __u32 r2)
 {
 	__u32 tb = tree_base(sv, gen);
 	struct tnode *meta = tb ? tnode_at(tb) : 0;
@@ -449,11 +447,6 @@ static __always_inline __u32 twos_tree(struct svc_val *sv, __u32 gen)
 	if (total == 0)
 		return NO_REAL;
 	total++;
-	__u32 r1 = rand_override[0], r2 = rand_override[1];
-	if (!r1 && !r2) {
-		r1 = bpf_get_prandom_u32();
-		r2 = bpf_get_prandom_u32();
-	}
 	/* IPVS takes the first real whose running sum brings the draw to 0
 	 * or below: a draw of 0 is the first usable real, as is 1. */
 	struct draw_ctx dc = { .base = tb, .P = meta->w };
@@ -611,20 +604,20 @@ __noinline __u32 xlb_twos(struct svc_val *sv, __u32 gen)
 {
 	if (!sv)
 		return NO_REAL;
-	__u32 mbase = (gen & 1) * RING_HALF + sv->mem_off;
-	__u32 t = twos_tree(sv, gen);
-	if (t != NO_REAL - 1)
-		return t;
-	struct pick_ctx c = { .base = mbase, .choice1 = NO_REAL, .choice2 = NO_REAL, .w1 = -1, .w2 = -1 };
-	bpf_loop(sv->mem_len, twos_total_cb, &c, 0);
-	if (c.choice1 == NO_REAL)
-		return NO_REAL;
-	c.total++;
 	__u32 r1 = rand_override[0], r2 = rand_override[1];
 	if (!r1 && !r2) {
 		r1 = bpf_get_prandom_u32();
 		r2 = bpf_get_prandom_u32();
 	}
+	__u32 t = twos_tree(sv, gen, r1, r2);
+	if (t != NO_REAL - 1)
+		return t;
+	struct pick_ctx c = { .base = (gen & 1) * RING_HALF + sv->mem_off, .choice1 = NO_REAL, .choice2 = NO_REAL,
+			      .w1 = -1, .w2 = -1 };
+	bpf_loop(sv->mem_len, twos_total_cb, &c, 0);
+	if (c.choice1 == NO_REAL)
+		return NO_REAL;
+	c.total++;
 	c.rw1 = (__s32)(r1 % (__u32)c.total);
 	c.rw2 = (__s32)(r2 % (__u32)c.total);
 	bpf_loop(sv->mem_len, twos_pick_cb, &c, 0);

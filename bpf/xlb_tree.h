@@ -212,7 +212,7 @@ static __always_inline void tree_build(__u32 gen, struct svc_val *sv)
 		.P = meta->w,
 		.kind = meta->id,
 		.svc_id = meta->half,
-		.mbase = (gen & 1) * RING_HALF + sv->mem_off,
+		.mbase = meta->oh,
 		.mlen = sv->mem_len,
 	};
 	bpf_loop(c.P, build_leaf_cb, &c, 0);
@@ -254,6 +254,13 @@ static __always_inline __u32 tree_base(struct svc_val *sv, __u32 gen)
 	if (!meta || meta->half != sv->id)
 		return 0;
 	return base;
+}
+
+/* tree_root is the root of the service's tree of generation gen, or 0. */
+static __always_inline struct tnode *tree_root(struct svc_val *sv, __u32 gen)
+{
+	__u32 tb = tree_base(sv, gen);
+	return tb ? tnode_at(tb + 1) : 0;
 }
 
 /* tree_draw finds the first usable real at which the running sum of

@@ -251,7 +251,7 @@ func (v *validator) portFrom(val *rawValue, lo int64, valid string) (uint16, boo
 	if !ok {
 		return 0, false
 	}
-	if int64(p) < lo || p > 65535 {
+	if p < lo || p > 65535 {
 		v.d.at(val.pos, "%s is not a valid port (%s)", val.Text, valid)
 		return 0, false
 	}

@@ -303,7 +303,7 @@ func (v *validator) virtualServer(n *rawNode, groups map[string]bool) (VirtualSe
 		}
 	}
 
-	if vs.Port == 0 && vs.FWMark == 0 && vs.Group == "" && vs.PersistenceTimeout == 0 && vs.Address.IsValid() {
+	if vs.Address.IsValid() && vs.Port == 0 && vs.PersistenceTimeout == 0 {
 		// ip_vs_schedule: "port zero only supported in persistent services".
 		v.d.warn(n.pos, "a port-0 (every port) virtual server without persistence_timeout balances nothing: IPVS schedules port-0 services only through persistence templates")
 	}

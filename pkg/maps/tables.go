@@ -387,12 +387,14 @@ type Trees struct {
 
 // SetMeta writes node 0 of the tree at gen*TreeHalf+off: the scheduler,
 // the number of leaves, where the service's member list starts in the ring
-// (memOff, in the same generation) and the service.
-func (t *Trees) SetMeta(gen, off uint32, kind SchedKind, leaves, memOff, svcID uint32) error {
+// (memOff, in the same generation) and the service. It returns the tree's
+// absolute index, which real positions name.
+func (t *Trees) SetMeta(gen, off uint32, kind SchedKind, leaves, memOff, svcID uint32) (uint32, error) {
 	if uint64(off)+2*uint64(leaves) > TreeHalf {
-		return fmt.Errorf("tree overflow: %d nodes from %d", 2*leaves, off)
+		return 0, fmt.Errorf("tree overflow: %d nodes from %d", 2*leaves, off)
 	}
-	return t.nodes.Put(gen*TreeHalf+off, TreeNode{Id: uint32(kind), W: leaves, Oh: gen*RingHalf + memOff, Half: svcID})
+	base := gen*TreeHalf + off
+	return base, t.nodes.Put(base, TreeNode{Id: uint32(kind), W: leaves, Oh: gen*RingHalf + memOff, Half: svcID})
 }
 
 // Node reads one node, by absolute index.

@@ -346,17 +346,19 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 			flags |= maps.SvcTmplNoPort
 		}
 		var svcTree uint32
-		if kind := schedKinds[schedName(s.Sched)]; usesTree(kind) {
+		kind := schedKinds[schedName(s.Sched)]
+		if usesTree(kind) {
 			leaves := uint32(1)
 			for leaves < uint32(len(members)) {
 				leaves <<= 1
 			}
-			if err := t.set.Trees.SetMeta(next, treeOff, kind, leaves, memOff, sid); err != nil {
+			base, err := t.set.Trees.SetMeta(next, treeOff, kind, leaves, memOff, sid)
+			if err != nil {
 				return fmt.Errorf("%s: %w", s.Key(), err)
 			}
 			for i, id := range memberIDs {
 				p := t.treePos[id]
-				p.Base[next] = next*maps.TreeHalf + treeOff
+				p.Base[next] = base
 				p.Leaf[next] = uint32(i)
 				newPos[id] = p
 			}
@@ -366,7 +368,7 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		svcs = append(svcs, pending{
 			key: maps.SvcKey{Vip: maps.Be32(s.VIP), Port: maps.Be16(s.Port), Proto: s.Protocol, Gen: uint8(next)},
 			val: maps.SvcVal{
-				Id: sid, Sched: uint32(schedKinds[schedName(s.Sched)]), Flags: flags, Mode: uint32(m),
+				Id: sid, Sched: uint32(kind), Flags: flags, Mode: uint32(m),
 				TabOff: ringOff, TabLen: uint32(len(table)), MemOff: memOff, MemLen: uint32(len(members)),
 				PersistMask: maps.Be32(prefixMask(s.PersistPrefix)), PersistTimeout: uint64(s.PersistTimeout),
 				TreeOff: svcTree,
@@ -394,19 +396,12 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		}
 	}
 
-	// Every real gets its place in the new generation's trees, or none: a
-	// removed real's connections still end, and must not update a leaf
-	// that is now another's.
+	// Every real gets its place in the new generation's trees, or none. A
+	// removed real's position stays as it was: xlb_tree_fix checks the
+	// member list before it touches a leaf.
 	var posIDs []uint32
 	var posVals []maps.TreePos
-	everyID := map[uint32]bool{}
 	for id := range keepReal {
-		everyID[id] = true
-	}
-	for id := range t.treePos {
-		everyID[id] = true
-	}
-	for id := range everyID {
 		p, ok := newPos[id]
 		if !ok {
 			p = t.treePos[id]
@@ -445,11 +440,6 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 	// trees only.
 	if _, err := t.set.Trees.Build(next); err != nil {
 		errs = append(errs, fmt.Errorf("build scheduler trees: %w", err))
-	}
-	for id, p := range newPos {
-		if !keepReal[id] && p.Base == [2]uint32{} {
-			delete(newPos, id) // written as none in both generations
-		}
 	}
 	t.treePos = newPos
 	errs = append(errs, t.set.Filter.Set(filter))
