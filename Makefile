@@ -7,7 +7,8 @@ export PATH := $(PATH):/usr/sbin:/sbin
 # Debian packages and the file or command that shows each is there.
 DEPS := clang:clang llvm:llvm-strip libbpf-dev:/usr/include/bpf/bpf_helpers.h \
 	linux-libc-dev:/usr/include/linux/bpf.h bpftool:bpftool iproute2:ip \
-	tcpdump:tcpdump ethtool:ethtool
+	tcpdump:tcpdump ethtool:ethtool \
+	iperf3:iperf3 nftables:nft
 
 GENERATED := $(wildcard bpf/*_bpfel.go bpf/*_bpfel.o)
 FUZZTIME ?= 20s

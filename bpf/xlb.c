@@ -28,6 +28,9 @@ struct icmphdr {
 };
 #define ICMP_DEST_UNREACH 3
 #define ICMP_FRAG_NEEDED 4
+#define EEXIST 17
+/* ipfrag_time: how long the kernel keeps a datagram's fragments. */
+#define FRAG_TIMEOUT_NS (30ULL * 1000000000ULL)
 
 /* Keep the enums in BTF for bpf2go and bpftool. */
 const enum verdict *unused_verdict __attribute__((unused));
@@ -96,10 +99,13 @@ static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
 	return bpf_redirect(ifindex, 0);
 }
 
-/* fib_forward routes the (already rewritten) datagram. On success the frame
- * is addressed and sent; the caller decides what a missing neighbour means. */
-static __always_inline int fib_forward(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *iph,
-				       __be16 sport, __be16 dport, struct bpf_fib_lookup *p)
+/* fib_route routes a datagram as it will be once rewritten (src, dst and
+ * ports). It asks without a length: the answer's mtu_result is the route's
+ * MTU, which the caller compares with what the datagram will need on the
+ * wire (fit), since a GRO/GSO aggregate is longer than any of its
+ * segments. */
+static __always_inline int fib_route(struct xdp_md *ctx, struct iphdr *iph, __be32 src, __be32 dst,
+				     __be16 sport, __be16 dport, struct bpf_fib_lookup *p)
 {
 	__builtin_memset(p, 0, sizeof(*p));
 	p->family = AF_INET;
@@ -107,11 +113,75 @@ static __always_inline int fib_forward(struct xdp_md *ctx, struct ethhdr *eth, s
 	p->l4_protocol = iph->protocol;
 	p->sport = sport;
 	p->dport = dport;
-	p->tot_len = bpf_ntohs(iph->tot_len);
-	p->ipv4_src = iph->saddr;
-	p->ipv4_dst = iph->daddr;
+	p->ipv4_src = src;
+	p->ipv4_dst = dst;
 	p->ifindex = ctx->ingress_ifindex;
 	return bpf_fib_lookup(ctx, p, sizeof(*p), 0);
+}
+
+#define FIT_OK 0
+#define FIT_TOO_BIG 1 /* even once segmented it exceeds the egress MTU */
+#define FIT_KERNEL 2  /* an aggregate for another link: only the kernel can send it */
+
+/* fit says whether a datagram of tot bytes, plus extra bytes of
+ * encapsulation, can leave by ifindex, whose MTU is mtu. Generic XDP also
+ * sees GRO and GSO aggregates, longer than any frame of the ingress link:
+ * the kernel cuts them into segments no longer than the ingress MTU (their
+ * MSS was made for it), so a segment is what has to fit. The kernel sends
+ * an aggregate out of the link it came in by (XDP_TX), but refuses to
+ * redirect it to another whose MTU it exceeds. */
+static __always_inline int fit(struct xdp_md *ctx, __u32 tot, __u32 extra, __u32 mtu, __u32 ifindex)
+{
+	if (tot + extra <= mtu)
+		return FIT_OK;
+	__u32 in_mtu = 0;
+	if (bpf_check_mtu(ctx, 0, &in_mtu, 0, 0) < 0 || !in_mtu || tot <= in_mtu)
+		return FIT_TOO_BIG;
+	if (in_mtu + extra > mtu)
+		return FIT_TOO_BIG;
+	return ifindex == ctx->ingress_ifindex ? FIT_OK : FIT_KERNEL;
+}
+
+/* lb_addr is the LB's own address towards dst, as the kernel would pick it
+ * for an ICMP error it sends there (0: none). */
+static __noinline __be32 lb_addr(struct xdp_md *ctx, __be32 dst)
+{
+	struct bpf_fib_lookup p = {};
+	p.family = AF_INET;
+	p.ipv4_dst = dst;
+	p.ifindex = ctx->ingress_ifindex;
+	if (bpf_fib_lookup(ctx, &p, sizeof(p), BPF_FIB_LOOKUP_SRC | BPF_FIB_LOOKUP_SKIP_NEIGH))
+		return 0;
+	return p.ipv4_src;
+}
+
+/* frag_note records where a first fragment went, so that the datagram's
+ * later fragments, which carry no ports, follow it. src and dst are the
+ * datagram's own, before any rewrite. */
+static __always_inline void frag_note(struct iphdr *iph, __be32 src, __be32 dst, __u32 real_id, __u32 serial,
+				      __be32 addr, __u32 flags, __u32 ifindex, const __u8 *dmac, const __u8 *smac)
+{
+	if (!(iph->frag_off & bpf_htons(IP_MF)))
+		return;
+	struct frag_key k = {
+		.src = src,
+		.dst = dst,
+		.id = iph->id,
+		.proto = iph->protocol,
+	};
+	struct frag_val v = {
+		.real_id = real_id,
+		.serial = serial,
+		.expires = now_ns() + FRAG_TIMEOUT_NS,
+		.addr = addr,
+		.flags = flags,
+		.ifindex = ifindex,
+	};
+	if (dmac)
+		__builtin_memcpy(v.dmac, dmac, ETH_ALEN);
+	if (smac)
+		__builtin_memcpy(v.smac, smac, ETH_ALEN);
+	bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
 }
 
 /* The caller has made sure the TTL is above 1. */
@@ -124,65 +194,56 @@ static __always_inline int send_routed(struct xdp_md *ctx, struct ethhdr *eth, s
 	return xmit(ctx, ifindex);
 }
 
-/* A NAT reply from a real server: source back to VIP:port, then to the
- * client. */
-static __always_inline int nat_reply(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *iph,
-				     __u16 *l4check, __be16 *ports, __u32 tot, __u8 tcp_flags)
+/* The headers of a packet xdp_lb has already checked, found again by the
+ * subprograms that take over from it: each is verified on its own, with
+ * its own stack frame, which the main one has no room to hold. */
+struct hdrs {
+	struct ethhdr *eth;
+	struct iphdr *iph;
+	__u16 *l4check;
+	__be16 *ports;
+};
+
+static __always_inline int reparse(struct xdp_md *ctx, struct hdrs *h, int l4)
 {
-	struct conn_key k = {
-		.src = iph->saddr,
-		.dst = iph->daddr,
-		.sport = ports[0],
-		.dport = ports[1],
-		.proto = iph->protocol,
-	};
-	struct nat_val *nv = bpf_map_lookup_elem(&nat, &k);
-	if (!nv)
-		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
-	/* The reply moves its connection's state (IPVS's output table); a
-	 * reply whose connection is gone is not ours any more. */
-	struct conn_key fk = {
-		.src = iph->daddr,
-		.dst = nv->vip,
-		.sport = ports[1],
-		.dport = nv->vport,
-		.proto = iph->protocol,
-	};
-	struct conn_val *cv = bpf_map_lookup_elem(&conns, &fk);
-	struct conn_cfg *cfg = get_cfg();
-	__u64 now = now_ns();
-	/* A reply from a real the connection has left (its entry was reused
-	 * for a new connection elsewhere) is not the connection's: ip_vs_out
-	 * would not find it either. */
-	if (!cv || !cfg || now >= cv->expires || cv->dead || cv->real_id != nv->real_id)
-		return count(VERDICT_PASS_NO_CONN, XDP_PASS);
-	if (iph->ttl <= 1)
-		return count(VERDICT_PASS_TTL, XDP_PASS);
-	conn_update(cv, cfg, iph->protocol, TBL_OUTPUT, tcp_flags, now, 1);
-
-	nat_rewrite(iph, l4check, &iph->saddr, &ports[0], nv->vip, nv->vport);
-	account_out(nv->real_id, &real_stats, tot);
-	account_out(nv->svc_id, &svc_stats, tot);
-
-	struct bpf_fib_lookup p;
-	int rc = fib_forward(ctx, eth, iph, ports[0], ports[1], &p);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-		return count(VERDICT_FWD_NAT_REPLY, send_routed(ctx, eth, iph, p.ifindex, p.dmac, p.smac));
-	/* The source is now the VIP, which the LB may hold itself: the kernel
-	 * would drop such a packet as a martian, so it cannot resolve the
-	 * neighbour for us. The client's packets came from cmac: go back there. */
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && p.ifindex == nv->ifindex)
-		return count(VERDICT_FWD_NAT_REPLY,
-			     send_routed(ctx, eth, iph, nv->ifindex, nv->cmac, nv->lbmac));
-	return count(VERDICT_DROP_NO_ROUTE, XDP_DROP);
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	h->eth = data;
+	h->iph = data + sizeof(struct ethhdr);
+	if ((void *)(h->iph + 1) > data_end)
+		return 0;
+	if (!l4)
+		return 1;
+	void *p = (void *)h->iph + (h->iph->ihl & 0xf) * 4;
+	if (h->iph->protocol == IPPROTO_TCP) {
+		struct tcphdr *th = p;
+		if ((void *)(th + 1) > data_end)
+			return 0;
+		h->l4check = &th->check;
+	} else {
+		struct udphdr *uh = p;
+		if ((void *)(uh + 1) > data_end)
+			return 0;
+		h->l4check = &uh->check;
+	}
+	h->ports = p;
+	return 1;
 }
 
-/* Turns the frame into an ICMP "fragmentation needed" from the VIP back to
- * the client, as the kernel does when a DF datagram does not fit the
- * tunnel. Only for 20-byte headers: the quoted header then sits exactly where
+/* Turns the frame into an ICMP "fragmentation needed" back to its sender,
+ * as the kernel does when a DF datagram does not fit the next link: from
+ * src, or (0) from the address it was sent to (the VIP, which IPVS answers
+ * from). Only for 20-byte headers: the quoted header then sits exactly where
  * the reply needs it, after making room for 28 bytes in front. */
-static __always_inline int icmp_too_big(struct xdp_md *ctx, __u16 mtu)
+static __always_inline int icmp_too_big(struct xdp_md *ctx, __u16 mtu, __be32 src)
 {
+	{
+		void *d = (void *)(long)ctx->data;
+		void *de = (void *)(long)ctx->data_end;
+		struct iphdr *ih = d + sizeof(struct ethhdr);
+		if ((void *)(ih + 1) > de || ih->ihl != 5 || mtu < 68)
+			return count(VERDICT_DROP_TOO_BIG, XDP_DROP);
+	}
 	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct iphdr) + sizeof(struct icmphdr))))
 		return count(VERDICT_DROP_ERROR, XDP_DROP);
 
@@ -203,7 +264,7 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, __u16 mtu)
 	eth->h_proto = bpf_htons(ETH_P_IP);
 
 	__be32 client = quoted->saddr;
-	__be32 vip = quoted->daddr;
+	__be32 vip = src ?: quoted->daddr;
 
 	iph->version = 4;
 	iph->ihl = 5;
@@ -236,7 +297,101 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, __u16 mtu)
 	return count(VERDICT_TX_ICMP_TOO_BIG, XDP_TX);
 }
 
-static __always_inline int tun_encap(struct xdp_md *ctx, struct real_val *r, __u32 tot)
+/* A NAT reply from a real server: source back to VIP:port, then to the
+ * client. */
+static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
+{
+	struct hdrs h;
+	if (!reparse(ctx, &h, 1))
+		return count(VERDICT_DROP_ERROR, XDP_DROP);
+	struct ethhdr *eth = h.eth;
+	struct iphdr *iph = h.iph;
+	__u16 *l4check = h.l4check;
+	__be16 *ports = h.ports;
+	struct conn_key k = {
+		.src = iph->saddr,
+		.dst = iph->daddr,
+		.sport = ports[0],
+		.dport = ports[1],
+		.proto = iph->protocol,
+	};
+	struct nat_val *nv = bpf_map_lookup_elem(&nat, &k);
+	if (!nv)
+		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+	/* The reply moves its connection's state (IPVS's output table); a
+	 * reply whose connection is gone is not ours any more. */
+	struct conn_key fk = {
+		.src = iph->daddr,
+		.dst = nv->vip,
+		.sport = ports[1],
+		.dport = nv->vport,
+		.proto = iph->protocol,
+	};
+	struct conn_val *cv = bpf_map_lookup_elem(&conns, &fk);
+	struct conn_cfg *cfg = get_cfg();
+	__u64 now = now_ns();
+	/* A reply from a real the connection has left (its entry was reused
+	 * for a new connection elsewhere) is not the connection's: ip_vs_out
+	 * would not find it either. */
+	if (!cv || !cfg || now >= cv->expires || cv->dead || cv->real_id != nv->real_id)
+		return count(VERDICT_PASS_NO_CONN, XDP_PASS);
+	if (iph->ttl <= 1)
+		return count(VERDICT_PASS_TTL, XDP_PASS);
+	conn_update(cv, cfg, iph->protocol, TBL_OUTPUT, tcp_flags, now, 1);
+
+	struct bpf_fib_lookup p;
+	int rc = fib_route(ctx, iph, nv->vip, iph->daddr, nv->vport, ports[1], &p);
+	int f = FIT_OK;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		f = fit(ctx, tot, 0, p.mtu_result, p.ifindex);
+		/* The real's own packet, quoted, from the LB's address, as the
+		 * kernel forwarding it would answer. */
+		if (f == FIT_TOO_BIG && (iph->frag_off & bpf_htons(IP_DF)))
+			return icmp_too_big(ctx, p.mtu_result, lb_addr(ctx, iph->saddr));
+	}
+	__be32 real = iph->saddr;
+	nat_rewrite(iph, l4check, &iph->saddr, &ports[0], nv->vip, nv->vport);
+	account_out(nv->real_id, &real_stats, tot);
+	account_out(nv->svc_id, &svc_stats, tot);
+
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (f != FIT_OK) {
+			/* The kernel forwards (segments, fragments) what the
+			 * program cannot send. */
+			int v = f == FIT_KERNEL ? VERDICT_PASS_GSO : VERDICT_PASS_TOO_BIG;
+			frag_note(iph, real, iph->daddr, nv->real_id, cv->serial, nv->vip,
+				  FRAG_F_REPLY | FRAG_F_PASS | (v << 8), 0, 0, 0);
+			return count(v, XDP_PASS);
+		}
+		frag_note(iph, real, iph->daddr, nv->real_id, cv->serial, nv->vip, FRAG_F_REPLY, p.ifindex, p.dmac,
+			  p.smac);
+		return count(VERDICT_FWD_NAT_REPLY, send_routed(ctx, eth, iph, p.ifindex, p.dmac, p.smac));
+	}
+	/* The source is now the VIP, which the LB may hold itself: the kernel
+	 * would drop such a packet as a martian, so it cannot resolve the
+	 * neighbour for us. The client's packets came from cmac: go back there. */
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && p.ifindex == nv->ifindex) {
+		frag_note(iph, real, iph->daddr, nv->real_id, cv->serial, nv->vip, FRAG_F_REPLY, nv->ifindex, nv->cmac,
+			  nv->lbmac);
+		return count(VERDICT_FWD_NAT_REPLY,
+			     send_routed(ctx, eth, iph, nv->ifindex, nv->cmac, nv->lbmac));
+	}
+	return count(VERDICT_DROP_NO_ROUTE, XDP_DROP);
+}
+
+/* too_big answers a DF datagram that does not fit with ICMP and drops
+ * any other: DR and TUN cannot hand the kernel a datagram for the VIP, and
+ * the program cannot fragment. An aggregate that fits once segmented but
+ * must go out of another link is dropped too: the kernel would refuse the
+ * redirect. */
+static __always_inline int too_big(struct xdp_md *ctx, struct iphdr *iph, int f, __u32 mtu)
+{
+	if (f == FIT_TOO_BIG && (iph->frag_off & bpf_htons(IP_DF)))
+		return icmp_too_big(ctx, mtu, 0);
+	return count(VERDICT_DROP_TOO_BIG, XDP_DROP);
+}
+
+static __always_inline int tun_encap(struct xdp_md *ctx, struct real_val *r, __u32 tot, int verdict)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -244,11 +399,9 @@ static __always_inline int tun_encap(struct xdp_md *ctx, struct real_val *r, __u
 	if ((void *)(inner + 1) > data_end)
 		return count(VERDICT_DROP_ERROR, XDP_DROP);
 
-	if (tot + sizeof(struct iphdr) > r->mtu) {
-		if ((inner->frag_off & bpf_htons(IP_DF)) && inner->ihl == 5 && r->mtu > 68)
-			return icmp_too_big(ctx, r->mtu - sizeof(struct iphdr));
-		return count(VERDICT_DROP_TOO_BIG, XDP_DROP);
-	}
+	int f = fit(ctx, tot, sizeof(struct iphdr), r->mtu, r->ifindex);
+	if (f != FIT_OK)
+		return too_big(ctx, inner, f, r->mtu - sizeof(struct iphdr));
 
 	__u8 tos = inner->tos;
 	__u8 ttl = inner->ttl;
@@ -285,9 +438,134 @@ static __always_inline int tun_encap(struct xdp_md *ctx, struct real_val *r, __u
 	outer->saddr = src;
 	outer->daddr = dst;
 	outer->check = ipv4_csum20(outer);
-	return count(VERDICT_FWD_TUN, xmit(ctx, ifindex));
+	return count(verdict, xmit(ctx, ifindex));
 }
 
+/* A fragment after the first: no ports, so it goes wherever its datagram's
+ * first fragment went, or (first not seen: lost, or still to come) to the
+ * kernel, which is the one that can reassemble it. */
+static __noinline int later_fragment(struct xdp_md *ctx, __u32 tot)
+{
+	struct hdrs h;
+	if (!reparse(ctx, &h, 0))
+		return count(VERDICT_DROP_ERROR, XDP_DROP);
+	struct ethhdr *eth = h.eth;
+	struct iphdr *iph = h.iph;
+	struct frag_key k = {
+		.src = iph->saddr,
+		.dst = iph->daddr,
+		.id = iph->id,
+		.proto = iph->protocol,
+	};
+	struct frag_val *fv = bpf_map_lookup_elem(&frags, &k);
+	if (!fv || now_ns() >= fv->expires)
+		return count(VERDICT_PASS_FRAGMENT, XDP_PASS);
+	__u32 id = fv->real_id;
+	struct real_val *r = bpf_map_lookup_elem(&reals, &id);
+	if (!r || !(r->flags & REAL_F_VALID) || r->serial != fv->serial)
+		return count(VERDICT_PASS_FRAGMENT, XDP_PASS);
+	if (fv->flags & FRAG_F_REPLY) {
+		account_out(id, &real_stats, tot);
+		account_out(r->svc_id, &svc_stats, tot);
+	} else {
+		account_in(id, &real_stats, tot, 0, 0);
+		account_in(r->svc_id, &svc_stats, tot, 0, 0);
+	}
+	if (r->mode == MODE_DR && !(fv->flags & FRAG_F_REPLY)) {
+		__builtin_memcpy(eth->h_dest, r->dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, r->smac, ETH_ALEN);
+		return count(VERDICT_FWD_FRAGMENT, xmit(ctx, r->ifindex));
+	}
+	if (r->mode == MODE_TUN && !(fv->flags & FRAG_F_REPLY))
+		return tun_encap(ctx, r, tot, VERDICT_FWD_FRAGMENT);
+	if (r->mode != MODE_NAT)
+		return count(VERDICT_DROP_ERROR, XDP_DROP);
+	if (iph->ttl <= 1)
+		return count(VERDICT_PASS_TTL, XDP_PASS);
+	__be32 *a = (fv->flags & FRAG_F_REPLY) ? &iph->saddr : &iph->daddr;
+	iph->check = csum_replace4(iph->check, *a, fv->addr);
+	*a = fv->addr;
+	if (fv->flags & FRAG_F_PASS)
+		return count((fv->flags >> 8) & 0xff, XDP_PASS);
+	return count(VERDICT_FWD_FRAGMENT, send_routed(ctx, eth, iph, fv->ifindex, fv->dmac, fv->smac));
+}
+
+
+/* NAT towards a real: the reverse entry for a new flow's replies, then the
+ * rewrite and the route. */
+static __noinline int nat_forward(struct xdp_md *ctx, struct real_val *r, __u32 real_id, int is_new, __u32 tot)
+{
+	struct hdrs h;
+	if (!r || !reparse(ctx, &h, 1))
+		return count(VERDICT_DROP_ERROR, XDP_DROP);
+	struct ethhdr *eth = h.eth;
+	struct iphdr *iph = h.iph;
+	__u16 *l4check = h.l4check;
+	__be16 *ports = h.ports;
+	__u64 now = now_ns();
+	/* A real without a port takes the packet's (port-0 services). */
+	__be16 rport = r->port ?: ports[1];
+	if (is_new) {
+		struct conn_key rk = {
+			.src = r->ip,
+			.dst = iph->saddr,
+			.sport = rport,
+			.dport = ports[0],
+			.proto = iph->protocol,
+		};
+		struct nat_val nv = {
+			.vip = iph->daddr,
+			.vport = ports[1],
+			.svc_id = r->svc_id,
+			.real_id = real_id,
+			.ifindex = ctx->ingress_ifindex,
+		};
+		__builtin_memcpy(nv.cmac, eth->h_source, ETH_ALEN);
+		__builtin_memcpy(nv.lbmac, eth->h_dest, ETH_ALEN);
+		if (bpf_map_update_elem(&nat, &rk, &nv, BPF_ANY)) {
+			/* Its replies could not be translated: refuse it. */
+			struct conn_key ck = {
+				.src = iph->saddr,
+				.dst = iph->daddr,
+				.sport = ports[0],
+				.dport = ports[1],
+				.proto = iph->protocol,
+			};
+			struct conn_val *c = bpf_map_lookup_elem(&conns, &ck);
+			if (c) {
+				conn_retire(c, now);
+				bpf_map_delete_elem(&conns, &ck);
+			}
+			return count(VERDICT_DROP_CONN_FULL, XDP_DROP);
+		}
+	}
+
+	struct bpf_fib_lookup p;
+	int rc = fib_route(ctx, iph, iph->saddr, r->ip, ports[0], rport, &p);
+	int f = FIT_OK;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		f = fit(ctx, tot, 0, p.mtu_result, p.ifindex);
+		/* Before the rewrite: the client must recognise what it sent. */
+		if (f == FIT_TOO_BIG && (iph->frag_off & bpf_htons(IP_DF)))
+			return icmp_too_big(ctx, p.mtu_result, 0);
+	}
+	__be32 vip = iph->daddr;
+	nat_rewrite(iph, l4check, &iph->daddr, &ports[1], r->ip, rport);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && f == FIT_OK) {
+		frag_note(iph, iph->saddr, vip, real_id, r->serial, r->ip, 0, p.ifindex, p.dmac, p.smac);
+		return count(VERDICT_FWD_NAT, send_routed(ctx, eth, iph, p.ifindex, p.dmac, p.smac));
+	}
+	/* The source is the client's, so the kernel can forward this one:
+	 * resolve the real's MAC on the way (the next packet finds it),
+	 * segment an aggregate, fragment what does not fit. */
+	int v = VERDICT_PASS_NO_NEIGH;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
+		v = f == FIT_KERNEL ? VERDICT_PASS_GSO : VERDICT_PASS_TOO_BIG;
+	else if (rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return count(VERDICT_DROP_NO_ROUTE, XDP_DROP);
+	frag_note(iph, iph->saddr, vip, real_id, r->serial, r->ip, FRAG_F_PASS | (v << 8), 0, 0, 0);
+	return count(v, XDP_PASS);
+}
 
 /* xlb_new_conn makes the connection entry for a packet that may start
  * one: through the service's persistence template if it has one, else by
@@ -389,28 +667,38 @@ int xdp_lb(struct xdp_md *ctx)
 	int hlen = ipv4_hdr_len(iph, data_end);
 	if (!hlen)
 		return count(VERDICT_PASS_MALFORMED, XDP_PASS);
-	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return count(VERDICT_PASS_FRAGMENT, XDP_PASS);
-
 	__u32 tot = bpf_ntohs(iph->tot_len);
+	if (iph->frag_off & bpf_htons(IP_OFFSET)) {
+		/* Only fragments of the balancer's datagrams are its business. */
+		__u32 b = addr_bucket(iph->daddr);
+		__u8 *fl = bpf_map_lookup_elem(&addr_filter, &b);
+		if (!fl || !(*fl & FILTER_VIP)) {
+			b = addr_bucket(iph->saddr);
+			fl = bpf_map_lookup_elem(&addr_filter, &b);
+			if (!fl || !(*fl & FILTER_NAT_REAL))
+				return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+		}
+		if (!ipv4_csum_ok(iph, hlen, data_end))
+			return count(VERDICT_PASS_MALFORMED, XDP_PASS);
+		return later_fragment(ctx, tot);
+	}
+
 	void *l4 = (void *)iph + hlen;
 	__u32 l4len = tot - hlen;
-	/* Taken here, where the verifier knows the header is in bounds. */
-	__u16 *l4check;
 	__u8 tcp_flags = 0;
 	if (iph->protocol == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 		if ((void *)(th + 1) > data_end || l4len < sizeof(*th) || th->doff < 5 ||
 		    th->doff * 4 > l4len)
 			return count(VERDICT_PASS_MALFORMED, XDP_PASS);
-		l4check = &th->check;
 		tcp_flags = ((__u8 *)th)[13];
 	} else if (iph->protocol == IPPROTO_UDP) {
 		struct udphdr *uh = l4;
-		if ((void *)(uh + 1) > data_end || l4len < sizeof(*uh) ||
-		    bpf_ntohs(uh->len) < sizeof(*uh) || bpf_ntohs(uh->len) > l4len)
+		/* A first fragment holds only the start of the datagram that
+		 * uh->len measures. */
+		if ((void *)(uh + 1) > data_end || l4len < sizeof(*uh) || bpf_ntohs(uh->len) < sizeof(*uh) ||
+		    (bpf_ntohs(uh->len) > l4len && !(iph->frag_off & bpf_htons(IP_MF))))
 			return count(VERDICT_PASS_MALFORMED, XDP_PASS);
-		l4check = &uh->check;
 	} else {
 		return count(VERDICT_PASS_OTHER_PROTO, XDP_PASS);
 	}
@@ -426,7 +714,7 @@ int xdp_lb(struct xdp_md *ctx)
 		if (filter && (*filter & FILTER_NAT_REAL)) {
 			if (!ipv4_csum_ok(iph, hlen, data_end))
 				return count(VERDICT_PASS_MALFORMED, XDP_PASS);
-			return nat_reply(ctx, eth, iph, l4check, ports, tot, tcp_flags);
+			return nat_reply(ctx, tot, tcp_flags);
 		}
 		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
 	}
@@ -502,7 +790,7 @@ int xdp_lb(struct xdp_md *ctx)
 			bucket = addr_bucket(iph->saddr);
 			filter = bpf_map_lookup_elem(&addr_filter, &bucket);
 			if (filter && (*filter & FILTER_NAT_REAL))
-				return nat_reply(ctx, eth, iph, l4check, ports, tot, tcp_flags);
+				return nat_reply(ctx, tot, tcp_flags);
 			return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
 		}
 		/* tcp_conn_schedule: only a SYN (any segment with sloppy_tcp),
@@ -539,8 +827,12 @@ int xdp_lb(struct xdp_md *ctx)
 		/* Another CPU may have scheduled the same new flow meanwhile: its
 		 * choice wins, so both see one real server. */
 		nc_flags = nc.flags;
-		if (bpf_map_update_elem(&conns, &ck, &nc, old ? BPF_ANY : BPF_NOEXIST)) {
+		long err = bpf_map_update_elem(&conns, &ck, &nc, old ? BPF_ANY : BPF_NOEXIST);
+		if (err) {
 			conn_retire(&nc, now);
+			/* Full: refuse the new flow rather than evict a live one. */
+			if (err != -EEXIST)
+				return count(VERDICT_DROP_CONN_FULL, XDP_DROP);
 			cv = bpf_map_lookup_elem(&conns, &ck);
 			if (!cv)
 				return count(VERDICT_DROP_ERROR, XDP_DROP);
@@ -559,50 +851,25 @@ int xdp_lb(struct xdp_md *ctx)
 	account_in(r->svc_id, &svc_stats, tot, is_new, is_new && (nc_flags & CONN_F_PICKED));
 
 	if (r->mode == MODE_DR) {
+		int f = fit(ctx, tot, 0, r->mtu, r->ifindex);
+		if (f != FIT_OK)
+			return too_big(ctx, iph, f, r->mtu);
+		frag_note(iph, iph->saddr, iph->daddr, real_id, r->serial, 0, 0, 0, 0, 0);
 		__builtin_memcpy(eth->h_dest, r->dmac, ETH_ALEN);
 		__builtin_memcpy(eth->h_source, r->smac, ETH_ALEN);
 		return count(VERDICT_FWD_DR, xmit(ctx, r->ifindex));
 	}
-	if (r->mode == MODE_TUN)
-		return tun_encap(ctx, r, tot);
+	if (r->mode == MODE_TUN) {
+		frag_note(iph, iph->saddr, iph->daddr, real_id, r->serial, 0, 0, 0, 0, 0);
+		return tun_encap(ctx, r, tot, VERDICT_FWD_TUN);
+	}
 	if (r->mode != MODE_NAT)
 		return count(VERDICT_DROP_ERROR, XDP_DROP);
 	/* Leave expiring packets to the kernel untouched: it sends the ICMP. */
 	if (iph->ttl <= 1)
 		return count(VERDICT_PASS_TTL, XDP_PASS);
 
-	/* A real without a port takes the packet's (port-0 services). */
-	__be16 rport = r->port ?: ports[1];
-	if (is_new) {
-		struct conn_key rk = {
-			.src = r->ip,
-			.dst = iph->saddr,
-			.sport = rport,
-			.dport = ports[0],
-			.proto = iph->protocol,
-		};
-		struct nat_val nv = {
-			.vip = iph->daddr,
-			.vport = ports[1],
-			.svc_id = r->svc_id,
-			.real_id = real_id,
-			.ifindex = ctx->ingress_ifindex,
-		};
-		__builtin_memcpy(nv.cmac, eth->h_source, ETH_ALEN);
-		__builtin_memcpy(nv.lbmac, eth->h_dest, ETH_ALEN);
-		bpf_map_update_elem(&nat, &rk, &nv, BPF_ANY);
-	}
-	nat_rewrite(iph, l4check, &iph->daddr, &ports[1], r->ip, rport);
-
-	struct bpf_fib_lookup p;
-	int rc = fib_forward(ctx, eth, iph, ports[0], ports[1], &p);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-		return count(VERDICT_FWD_NAT, send_routed(ctx, eth, iph, p.ifindex, p.dmac, p.smac));
-	/* The source is the client's, so the kernel can forward this one and
-	 * resolve the real's MAC on the way; the next packet finds it. */
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return count(VERDICT_PASS_NO_NEIGH, XDP_PASS);
-	return count(VERDICT_DROP_NO_ROUTE, XDP_DROP);
+	return nat_forward(ctx, r, real_id, is_new, tot);
 }
 
 /*
@@ -617,6 +884,7 @@ struct gc_ctx {
 	__u64 ext;
 	__u64 lblc_exp;
 	__u32 conns, templates, nats, lblcs;
+	__u32 live, shed;
 };
 
 static long gc_conn_cb(struct bpf_map *map, struct conn_key *k, struct conn_val *v, struct gc_ctx *c)
@@ -625,7 +893,32 @@ static long gc_conn_cb(struct bpf_map *map, struct conn_key *k, struct conn_val 
 		conn_retire(v, v->expires);
 		bpf_map_delete_elem(&conns, k);
 		c->conns++;
+	} else {
+		c->live++;
 	}
+	return 0;
+}
+
+/* How long a half-open entry may stay silent before gc sheds it from a
+ * table under pressure: a handshake takes a round trip. */
+#define SHED_IDLE_NS 1000000000ULL
+
+/* gc_shed_cb is IPVS's drop_entry, for a table over three quarters full:
+ * entries that never became assured (TCP: never established; UDP: one
+ * packet, no reply) and have been silent for a second are retired. A flood
+ * from spoofed sources is made of exactly those. */
+static long gc_shed_cb(struct bpf_map *map, struct conn_key *k, struct conn_val *v, struct gc_ctx *c)
+{
+	struct conn_cfg *cfg = get_cfg();
+	if (!cfg || v->dead || (v->flags & CONN_F_ASSURED))
+		return 0;
+	__u64 to = k->proto == IPPROTO_TCP ? cfg->tcp_timeout[v->state & (TCP_STATES - 1)] : cfg->udp_timeout;
+	/* The last packet set expires to its time plus to. */
+	if (v->expires < to || v->expires - to + SHED_IDLE_NS > c->now)
+		return 0;
+	conn_retire(v, c->now);
+	bpf_map_delete_elem(&conns, k);
+	c->shed++;
 	return 0;
 }
 
@@ -665,10 +958,24 @@ static long gc_lblc_cb(struct bpf_map *map, struct lblc_key *k, struct lblc_val 
 	return 0;
 }
 
-/* What one gc run removed, for user space's logs and metrics. */
+/* What one gc run removed, for user space's logs and metrics; conn_max is
+ * the connection table's size, from user space. */
 struct gc_result {
 	__u32 conns, templates, nats, lblcs;
+	__u32 conn_max; /* in */
+	__u32 live;	/* connections left */
+	__u32 shed;	/* half-open connections shed under pressure */
+	__u32 frags;	/* fragment entries past the reassembly timeout */
 };
+
+static long gc_frag_cb(struct bpf_map *map, struct frag_key *k, struct frag_val *v, struct gc_ctx *c)
+{
+	if (c->now >= v->expires) {
+		bpf_map_delete_elem(&frags, k);
+		c->lblcs++;
+	}
+	return 0;
+}
 
 SEC("syscall")
 int gc(struct gc_result *res)
@@ -682,13 +989,22 @@ int gc(struct gc_result *res)
 		.lblc_exp = (__u64)cfg->lblc_expiration_s * 1000000000ULL,
 	};
 	bpf_for_each_map_elem(&conns, gc_conn_cb, &c, 0);
+	if (res->conn_max && (__u64)c.live * 4 > (__u64)res->conn_max * 3) {
+		bpf_for_each_map_elem(&conns, gc_shed_cb, &c, 0);
+		c.live -= c.shed;
+	}
 	bpf_for_each_map_elem(&persist, gc_tmpl_cb, &c, 0);
 	bpf_for_each_map_elem(&nat, gc_nat_cb, &c, 0);
 	bpf_for_each_map_elem(&lblc_table, gc_lblc_cb, &c, 0);
+	res->lblcs = c.lblcs;
+	c.lblcs = 0;
+	bpf_for_each_map_elem(&frags, gc_frag_cb, &c, 0);
+	res->frags = c.lblcs;
 	res->conns = c.conns;
 	res->templates = c.templates;
 	res->nats = c.nats;
-	res->lblcs = c.lblcs;
+	res->live = c.live;
+	res->shed = c.shed;
 	return 0;
 }
 

@@ -57,12 +57,37 @@ type XlbCtlVal struct {
 	Pad uint32
 }
 
+type XlbFragKey struct {
+	_     structs.HostLayout
+	Src   uint32
+	Dst   uint32
+	Id    uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type XlbFragVal struct {
+	_       structs.HostLayout
+	RealId  uint32
+	Serial  uint32
+	Expires uint64
+	Addr    uint32
+	Flags   uint32
+	Ifindex uint32
+	Dmac    [6]uint8
+	Smac    [6]uint8
+}
+
 type XlbGcResult struct {
 	_         structs.HostLayout
 	Conns     uint32
 	Templates uint32
 	Nats      uint32
 	Lblcs     uint32
+	ConnMax   uint32
+	Live      uint32
+	Shed      uint32
+	Frags     uint32
 }
 
 type XlbLbMode uint32
@@ -253,7 +278,11 @@ const (
 	XlbVerdictVERDICT_DROP_NO_ROUTE    XlbVerdict = 14
 	XlbVerdictVERDICT_DROP_ERROR       XlbVerdict = 15
 	XlbVerdictVERDICT_PASS_NO_CONN     XlbVerdict = 16
-	XlbVerdictVERDICT_MAX              XlbVerdict = 17
+	XlbVerdictVERDICT_PASS_GSO         XlbVerdict = 17
+	XlbVerdictVERDICT_PASS_TOO_BIG     XlbVerdict = 18
+	XlbVerdictVERDICT_DROP_CONN_FULL   XlbVerdict = 19
+	XlbVerdictVERDICT_FWD_FRAGMENT     XlbVerdict = 20
+	XlbVerdictVERDICT_MAX              XlbVerdict = 21
 )
 
 // Names of all BPF objects in the ELF.
@@ -263,6 +292,7 @@ const (
 	XlbMapAddrFilter      = "addr_filter"
 	XlbMapConns           = "conns"
 	XlbMapCtl             = "ctl"
+	XlbMapFrags           = "frags"
 	XlbMapLblcScratch     = "lblc_scratch"
 	XlbMapLblcTable       = "lblc_table"
 	XlbMapNat             = "nat"
@@ -344,6 +374,7 @@ type XlbMapSpecs struct {
 	AddrFilter  *ebpf.MapSpec `ebpf:"addr_filter"`
 	Conns       *ebpf.MapSpec `ebpf:"conns"`
 	Ctl         *ebpf.MapSpec `ebpf:"ctl"`
+	Frags       *ebpf.MapSpec `ebpf:"frags"`
 	LblcScratch *ebpf.MapSpec `ebpf:"lblc_scratch"`
 	LblcTable   *ebpf.MapSpec `ebpf:"lblc_table"`
 	Nat         *ebpf.MapSpec `ebpf:"nat"`
@@ -395,6 +426,7 @@ type XlbMaps struct {
 	AddrFilter  *ebpf.Map `ebpf:"addr_filter"`
 	Conns       *ebpf.Map `ebpf:"conns"`
 	Ctl         *ebpf.Map `ebpf:"ctl"`
+	Frags       *ebpf.Map `ebpf:"frags"`
 	LblcScratch *ebpf.Map `ebpf:"lblc_scratch"`
 	LblcTable   *ebpf.Map `ebpf:"lblc_table"`
 	Nat         *ebpf.Map `ebpf:"nat"`
@@ -417,6 +449,7 @@ func (m *XlbMaps) Close() error {
 		m.AddrFilter,
 		m.Conns,
 		m.Ctl,
+		m.Frags,
 		m.LblcScratch,
 		m.LblcTable,
 		m.Nat,

@@ -15,6 +15,7 @@
 
 #include "xlb_tree.h"
 
+#define TCP_S_ESTABLISHED 1
 #define TCP_S_CLOSE 6
 #define TCP_S_TIME_WAIT 5
 #define TBL_INPUT 0
@@ -148,6 +149,10 @@ static __always_inline void conn_update(struct conn_val *cv, struct conn_cfg *cf
 					__u8 tcp_flags, __u64 now, int bound)
 {
 	if (proto != IPPROTO_TCP) {
+		/* A second packet or a reply: not a one-off from a spoofed
+		 * source, so gc does not shed it under pressure. */
+		if (bound)
+			cv->flags |= CONN_F_ASSURED;
 		cv->expires = now + cfg->udp_timeout;
 		return;
 	}
@@ -185,6 +190,10 @@ static __always_inline void conn_update(struct conn_val *cv, struct conn_cfg *cf
 		else
 			cv->flags &= ~CONN_F_ACTIVE;
 		cv->state = ns;
+		/* The handshake states count as active too; only a
+		 * handshake completed says the client is real. */
+		if (ns == TCP_S_ESTABLISHED)
+			cv->flags |= CONN_F_ASSURED;
 	}
 	cv->expires = now + cfg->tcp_timeout[ns];
 }

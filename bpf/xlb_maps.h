@@ -62,6 +62,18 @@ enum verdict {
 	VERDICT_DROP_NO_ROUTE,
 	VERDICT_DROP_ERROR,
 	VERDICT_PASS_NO_CONN,
+	/* An aggregated (GRO/GSO) packet that generic XDP cannot redirect to
+	 * another link: rewritten, then forwarded by the kernel, which
+	 * segments it. */
+	VERDICT_PASS_GSO,
+	/* A NAT datagram without DF too big for the egress link: rewritten,
+	 * then fragmented and forwarded by the kernel. */
+	VERDICT_PASS_TOO_BIG,
+	/* A new flow refused: the connection table is full of live entries
+	 * (half-open ones are shed by gc under pressure). */
+	VERDICT_DROP_CONN_FULL,
+	/* A later fragment sent where its datagram's first fragment went. */
+	VERDICT_FWD_FRAGMENT,
 	VERDICT_MAX,
 };
 
@@ -168,6 +180,7 @@ struct tmpl_key {
 #define CONN_F_PERSIST 2   /* created through a template */
 #define CONN_F_NOOUTPUT 4  /* no reply seen yet: input-only state table */
 #define CONN_F_PICKED 8    /* the scheduler chose the real (no template) */
+#define CONN_F_ASSURED 16  /* TCP: established once; UDP: a reply or a second packet */
 
 struct conn_val {
 	__u32 real_id;
@@ -334,25 +347,59 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rr SEC(".maps");
 
+/* The connection table evicts nothing: an LRU would let a flood of SYNs
+ * push out idle established connections (and leak their counts). When it is
+ * full, new flows are refused; gc sheds half-open entries under pressure,
+ * as IPVS's drop_entry does. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
-	/* Per-CPU eviction lists: inserting a new flow takes no shared lock. An
-	 * entry is still one entry, seen by every CPU. */
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct conn_key);
 	__type(value, struct conn_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conns SEC(".maps");
 
+/* One reverse entry per NAT connection, removed by gc with its connection. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct conn_key);
 	__type(value, struct nat_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nat SEC(".maps");
+
+/* Fragments: a datagram's later fragments carry no ports, so they follow
+ * wherever its first fragment went, found by (source, destination, IP id,
+ * protocol) as the kernel's reassembly queues are. */
+struct frag_key {
+	__be32 src;
+	__be32 dst;
+	__be16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+#define FRAG_F_REPLY 1 /* a NAT reply: the source becomes addr */
+#define FRAG_F_PASS 2  /* the first fragment was left to the kernel: so are the rest */
+
+struct frag_val {
+	__u32 real_id;
+	__u32 serial;
+	__u64 expires; /* ns: the kernel's reassembly timeout (ipfrag_time, 30 s) */
+	__be32 addr;   /* NAT: the new destination (the real), or source (the VIP) */
+	__u32 flags;   /* FRAG_F_* */
+	__u32 ifindex; /* NAT: where the first fragment was sent, and how */
+	__u8 dmac[6];
+	__u8 smac[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct frag_key);
+	__type(value, struct frag_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} frags SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -88,11 +88,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	pidFile := fs.String("pid-file", "", "write the daemon's pid here")
 	metricsAddr := fs.String("metrics-addr", metrics.DefaultAddr, "serve Prometheus /metrics here (\"\" turns it off)")
 	ctlSock := fs.String("control-socket", control.DefaultSocket, "unix socket for `xlbd status` (\"\" turns it off)")
+	connTable := fs.Uint("conn-table-size", maps.DefaultConnTableSize, "entries of the connection table and of the NAT reply table (IPVS's conn_tab, fixed at start)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *connTable < 64 || *connTable > 1<<26 {
+		return fmt.Errorf("--conn-table-size %d: want 64 to %d", *connTable, 1<<26)
 	}
 	am, err := xdp.ParseAttachMode(*mode)
 	if err != nil {
@@ -121,6 +125,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		Interfaces:    ifaces,
 		PinDir:        *pinDir,
 		XDPMode:       am,
+		ConnTableSize: uint32(*connTable),
 		DontRelease:   *dontRelease,
 		PidFile:       *pidFile,
 		MetricsAddr:   *metricsAddr,

@@ -123,8 +123,14 @@ func Format(w io.Writer, r Report) error {
 	fmt.Fprintf(w, "xlbd: %s data plane on %s\n", r.Dataplane.Backend, strings.Join(att, ", "))
 	fmt.Fprintf(w, "config %s, running since %s, last loaded %s (%d reloads, %d failed)\n",
 		r.Config, r.Started.Format(time.RFC3339), r.LastReload.Format(time.RFC3339), r.ReloadsOK, r.ReloadsFailed)
-	fmt.Fprintf(w, "flows: %d in the connection table, %d NAT reply entries, %d persistence templates\n\n",
-		r.Dataplane.Flows, r.Dataplane.NATFlows, r.Dataplane.Templates)
+	fmt.Fprintf(w, "flows: %d in the connection table", r.Dataplane.Flows)
+	if r.Dataplane.FlowCapacity > 0 {
+		fmt.Fprintf(w, " of %d", r.Dataplane.FlowCapacity)
+	}
+	if r.Dataplane.Shed > 0 {
+		fmt.Fprintf(w, " (%d half-open shed)", r.Dataplane.Shed)
+	}
+	fmt.Fprintf(w, ", %d NAT reply entries, %d persistence templates\n\n", r.Dataplane.NATFlows, r.Dataplane.Templates)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "Prot LocalAddress:Port Scheduler Forward [persistent]\tActiveConn\tInActConn\tConns\tInPkts\tOutPkts\tInBytes\tOutBytes\t")

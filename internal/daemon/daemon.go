@@ -36,6 +36,9 @@ type Options struct {
 	Interfaces   []string // empty: DefaultInterfaces
 	PinDir       string
 	XDPMode      xdp.AttachMode
+	// ConnTableSize is the number of entries of the connection and NAT
+	// tables (0: maps.DefaultConnTableSize).
+	ConnTableSize uint32
 	// DontRelease leaves the XDP links and maps pinned on exit, for the
 	// next daemon to adopt: a restart then loses no flow (keepalived's
 	// --dont-release-ipvs).
@@ -115,7 +118,7 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 	} else if err := CheckInterfaces(ifaces); err != nil {
 		return err
 	}
-	be, err := xdp.New(xdp.Options{PinDir: o.PinDir, Interfaces: ifaces, Mode: o.XDPMode, Log: log})
+	be, err := xdp.New(xdp.Options{PinDir: o.PinDir, Interfaces: ifaces, Mode: o.XDPMode, ConnTableSize: o.ConnTableSize, Log: log})
 	if err != nil {
 		return err
 	}

@@ -156,6 +156,10 @@ type Status struct {
 	Flows     int `json:"flows"`
 	NATFlows  int `json:"nat_flows"`
 	Templates int `json:"persistence_templates"`
+	// FlowCapacity is the connection table's size (0: unknown); Shed
+	// counts the half-open entries dropped to make room since start.
+	FlowCapacity int    `json:"flow_capacity,omitempty"`
+	Shed         uint64 `json:"shed,omitempty"`
 }
 
 // ProtocolName is "TCP", "UDP" or "proto N".

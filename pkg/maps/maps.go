@@ -28,6 +28,9 @@ const (
 	RingHalf    = 1048576
 	// TreeHalf is each generation's room for tournament trees.
 	TreeHalf = 4*MaxReals + 2*MaxServices + 1
+	// DefaultConnTableSize is the connection and NAT tables' size unless
+	// Options say otherwise.
+	DefaultConnTableSize = 262144
 )
 
 // Scheduler kinds as the BPF program knows them.
@@ -128,6 +131,7 @@ type Set struct {
 	Track     *Track
 	Persist   *Persist
 	LBLC      *ebpf.Map
+	Frags     *ebpf.Map
 	Trees     *Trees
 	// GC retires expired connections, templates and lblc entries (nil when
 	// opened read-only).
@@ -181,7 +185,7 @@ func Load(pinDir string, o Options) (*Set, error) {
 	}
 	s.Program = s.objs.XdpLb
 	s.wrap()
-	s.GC = &GC{prog: s.objs.Gc}
+	s.GC = &GC{prog: s.objs.Gc, connMax: s.objs.Conns.MaxEntries()}
 	s.RealLoad.clear = s.objs.ClearOverload
 	s.Trees.build = s.objs.Trees
 	s.Clock = s.objs.NowOverride
@@ -206,6 +210,7 @@ func (s *Set) wrap() {
 	s.Track = &Track{m.TrackCfg}
 	s.Persist = &Persist{m.Persist}
 	s.LBLC = m.LblcTable
+	s.Frags = m.Frags
 	s.Trees = &Trees{nodes: m.PickTree, pos: m.RealTree}
 }
 
@@ -303,6 +308,7 @@ func OpenPinned(dir string) (*Set, error) {
 		xbpf.XlbMapVerdicts: &m.Verdicts, xbpf.XlbMapAddrFilter: &m.AddrFilter,
 		xbpf.XlbMapRealLoad: &m.RealLoad, xbpf.XlbMapTrackCfg: &m.TrackCfg, xbpf.XlbMapPersist: &m.Persist,
 		xbpf.XlbMapLblcTable: &m.LblcTable, xbpf.XlbMapPickTree: &m.PickTree, xbpf.XlbMapRealTree: &m.RealTree,
+		xbpf.XlbMapFrags: &m.Frags,
 	} {
 		mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
@@ -327,5 +333,5 @@ func (s *Set) allMaps() []*ebpf.Map {
 	m := &s.objs.XlbMaps
 	return []*ebpf.Map{m.Conns, m.Ctl, m.Nat, m.RealStats, m.Reals, m.Ring, m.Rr, m.Services,
 		m.SvcStats, m.Verdicts, m.AddrFilter, m.RealLoad, m.TrackCfg, m.Persist, m.LblcTable,
-		m.PickTree, m.RealTree}
+		m.PickTree, m.RealTree, m.Frags}
 }

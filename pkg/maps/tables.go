@@ -140,6 +140,9 @@ func (c *Conns) Lookup(k ConnKey) (ConnVal, error) {
 // (a walk key by key takes two syscalls per flow).
 func (c *Conns) Count() (int, error) { return countEntries[ConnKey, ConnVal](c.m) }
 
+// Capacity is the table's size: new flows are refused when it is full.
+func (c *Conns) Capacity() uint32 { return c.m.MaxEntries() }
+
 func countEntries[K, V any](m *ebpf.Map) (int, error) {
 	var cursor ebpf.MapBatchCursor
 	keys := make([]K, 4096)
@@ -247,6 +250,7 @@ var VerdictNames = []string{
 	"pass_not_ipv4", "pass_malformed", "pass_fragment", "pass_other_proto", "pass_not_vip",
 	"pass_no_real", "pass_no_neigh", "pass_ttl", "fwd_nat", "fwd_nat_reply", "fwd_dr",
 	"fwd_tun", "tx_icmp_too_big", "drop_too_big", "drop_no_route", "drop_error", "pass_no_conn",
+	"pass_gso", "pass_too_big", "drop_conn_full", "fwd_fragment",
 }
 
 // RealLoads holds what the schedulers count per real: active, inactive
@@ -302,10 +306,15 @@ func (p *Persist) Lookup(k TmplKey) (TmplVal, error) {
 
 // GC runs the gc program: what IPVS's timers do to connections, templates
 // and lblc entries that expired.
-type GC struct{ prog *ebpf.Program }
+type GC struct {
+	prog *ebpf.Program
+	// connMax is the connection table's size: over three quarters full,
+	// gc sheds half-open entries.
+	connMax uint32
+}
 
 func (g *GC) Run() (GCResult, error) {
-	var res GCResult
+	res := GCResult{ConnMax: g.connMax}
 	_, err := g.prog.Run(&ebpf.RunOptions{Context: res, ContextOut: &res})
 	return res, err
 }

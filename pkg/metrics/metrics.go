@@ -118,6 +118,11 @@ var (
 	descFlows = prometheus.NewDesc("xlbd_flow_table_entries",
 		"Entries in the data plane's flow tables (conn: client flows; nat: NAT reply entries; persistence: templates).",
 		[]string{"table"}, nil)
+	descFlowCapacity = prometheus.NewDesc("xlbd_flow_table_capacity",
+		"Size of a flow table: when the connection table is full, new flows are refused (verdict drop_conn_full).",
+		[]string{"table"}, nil)
+	descShed = prometheus.NewDesc("xlbd_flow_table_shed_total",
+		"Half-open connections dropped from a connection table over three quarters full (IPVS's drop_entry).", nil, nil)
 	descAttached = prometheus.NewDesc("xlbd_xdp_attached",
 		"1 for each interface the balancer is attached to, with its XDP mode.", []string{"interface", "mode"}, nil)
 	descBackend = prometheus.NewDesc("xlbd_dataplane_backend",
@@ -136,7 +141,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcPackets, descSvcBytes, descSvcConns, descSvcInfo, descRealPackets,
 		descRealBytes, descRealConns, descRealPicks, descRealActive, descRealInactive, descRealTemplates,
 		descRealOverloaded, descRealWeight, descRealReachable, descVerdicts, descFlows, descAttached,
-		descBackend, descScrapeErrors} {
+		descBackend, descScrapeErrors, descFlowCapacity, descShed} {
 		ch <- d
 	}
 }
@@ -199,6 +204,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if st.NATFlows >= 0 {
 		gauge(descFlows, float64(st.NATFlows), "nat")
+	}
+	if st.FlowCapacity > 0 {
+		gauge(descFlowCapacity, float64(st.FlowCapacity), "conn")
+	}
+	if st.Backend == "xdp" {
+		counter(descShed, st.Shed)
 	}
 	if st.Templates >= 0 {
 		gauge(descFlows, float64(st.Templates), "persistence")

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -65,6 +66,7 @@ type Backend struct {
 	Attachments []*Attachment
 	log         *slog.Logger
 	stopGC      chan struct{}
+	shed        atomic.Uint64
 	gcDone      chan struct{}
 }
 
@@ -125,6 +127,11 @@ func (b *Backend) gcLoop(period time.Duration) {
 			}
 			if res.Conns+res.Templates+res.Lblcs > 0 {
 				b.log.Debug("expired", "connections", res.Conns, "templates", res.Templates, "nat", res.Nats, "lblc", res.Lblcs)
+			}
+			if res.Shed > 0 {
+				b.shed.Add(uint64(res.Shed))
+				b.log.Warn("connection table over three quarters full: shed half-open connections",
+					"shed", res.Shed, "left", res.Live, "capacity", b.Set.Conns.Capacity())
 			}
 			if err := b.RefreshTrees(); err != nil {
 				b.log.Warn("rebuilding scheduler trees", "err", err)
@@ -239,6 +246,8 @@ func (b *Backend) Status(context.Context) (dataplane.Status, error) {
 	if st.Templates, err = b.Set.Persist.Count(); err != nil {
 		return st, fmt.Errorf("count templates: %w", err)
 	}
+	st.FlowCapacity = int(b.Set.Conns.Capacity())
+	st.Shed = b.shed.Load()
 	return st, nil
 }
 

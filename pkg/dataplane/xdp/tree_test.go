@@ -80,7 +80,8 @@ func TestTreeStaleWinnerFallsBack(t *testing.T) {
 // of the service's reals, every connection is counted once, and after the
 // daemon's rebuild the tree picks what IPVS's scan would.
 func TestTreeConcurrentUpdates(t *testing.T) {
-	l := newLab(t)
+	// Room for every flow: a full table refuses new ones.
+	l := newLabSized(t, 16384)
 	w2, err := l.w.Join()
 	if err != nil {
 		t.Fatal(err)
