@@ -123,23 +123,51 @@ static __always_inline int fib_route(struct xdp_md *ctx, struct iphdr *iph, __be
 #define FIT_TOO_BIG 1 /* even once segmented it exceeds the egress MTU */
 #define FIT_KERNEL 2  /* an aggregate for another link: only the kernel can send it */
 
-/* fit says whether a datagram of tot bytes, plus extra bytes of
- * encapsulation, can leave by ifindex, whose MTU is mtu. Generic XDP also
- * sees GRO and GSO aggregates, longer than any frame of the ingress link:
- * the kernel cuts them into segments no longer than the ingress MTU (their
- * MSS was made for it), so a segment is what has to fit. The kernel sends
+/* Linux forgets a learned path MTU after 10 minutes (mtu_expires): the
+ * balancer forgets what it told a sender before that. */
+#define PMTU_KEEP_NS (300ULL * 1000000000ULL)
+
+/* fit_slow is fit for a datagram longer than the egress MTU allows. Generic
+ * XDP also sees GRO and GSO aggregates, longer than any frame of the
+ * ingress link: the kernel cuts them into segments no longer than the
+ * ingress MTU (their MSS was made for it), or than what the balancer told
+ * the sender with ICMP, so a segment is what has to fit. The kernel sends
  * an aggregate out of the link it came in by (XDP_TX), but refuses to
  * redirect it to another whose MTU it exceeds. */
+static __noinline int fit_slow(struct xdp_md *ctx, __u32 tot, __u32 extra, __u32 mtu, __u32 ifindex)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *iph = data + sizeof(struct ethhdr);
+	if ((void *)(iph + 1) > data_end)
+		return FIT_TOO_BIG;
+	__u32 seg = 0;
+	if (bpf_check_mtu(ctx, 0, &seg, 0, 0) < 0 || !seg || tot <= seg)
+		return FIT_TOO_BIG;
+	struct pmtu_key k = {.src = iph->saddr, .dst = iph->daddr};
+	struct pmtu_val *pv = bpf_map_lookup_elem(&pmtu, &k);
+	if (pv && now_ns() < pv->expires && pv->mtu < seg)
+		seg = pv->mtu;
+	if (seg + extra > mtu)
+		return FIT_TOO_BIG;
+	return ifindex == ctx->ingress_ifindex ? FIT_OK : FIT_KERNEL;
+}
+
+/* fit says whether a datagram of tot bytes, plus extra bytes of
+ * encapsulation, can leave by ifindex, whose MTU is mtu. */
 static __always_inline int fit(struct xdp_md *ctx, __u32 tot, __u32 extra, __u32 mtu, __u32 ifindex)
 {
 	if (tot + extra <= mtu)
 		return FIT_OK;
-	__u32 in_mtu = 0;
-	if (bpf_check_mtu(ctx, 0, &in_mtu, 0, 0) < 0 || !in_mtu || tot <= in_mtu)
-		return FIT_TOO_BIG;
-	if (in_mtu + extra > mtu)
-		return FIT_TOO_BIG;
-	return ifindex == ctx->ingress_ifindex ? FIT_OK : FIT_KERNEL;
+	return fit_slow(ctx, tot, extra, mtu, ifindex);
+}
+
+/* pmtu_note remembers what a sender was told. */
+static __noinline void pmtu_note(__be32 src, __be32 dst, __u32 mtu)
+{
+	struct pmtu_key k = {.src = src, .dst = dst};
+	struct pmtu_val v = {.expires = now_ns() + PMTU_KEEP_NS, .mtu = mtu};
+	bpf_map_update_elem(&pmtu, &k, &v, BPF_ANY);
 }
 
 /* lb_addr is the LB's own address towards dst, as the kernel would pick it
@@ -243,6 +271,7 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, __u16 mtu, __be32 sr
 		struct iphdr *ih = d + sizeof(struct ethhdr);
 		if ((void *)(ih + 1) > de || ih->ihl != 5 || mtu < 68)
 			return count(VERDICT_DROP_TOO_BIG, XDP_DROP);
+		pmtu_note(ih->saddr, ih->daddr, mtu);
 	}
 	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct iphdr) + sizeof(struct icmphdr))))
 		return count(VERDICT_DROP_ERROR, XDP_DROP);

@@ -131,6 +131,19 @@ type XlbOverloadArg struct {
 	Id uint32
 }
 
+type XlbPmtuKey struct {
+	_   structs.HostLayout
+	Src uint32
+	Dst uint32
+}
+
+type XlbPmtuVal struct {
+	_       structs.HostLayout
+	Expires uint64
+	Mtu     uint32
+	Pad     uint32
+}
+
 type XlbRealConns struct {
 	_          structs.HostLayout
 	Active     uint32
@@ -298,6 +311,7 @@ const (
 	XlbMapNat             = "nat"
 	XlbMapPersist         = "persist"
 	XlbMapPickTree        = "pick_tree"
+	XlbMapPmtu            = "pmtu"
 	XlbMapRealLoad        = "real_load"
 	XlbMapRealStats       = "real_stats"
 	XlbMapRealTree        = "real_tree"
@@ -380,6 +394,7 @@ type XlbMapSpecs struct {
 	Nat         *ebpf.MapSpec `ebpf:"nat"`
 	Persist     *ebpf.MapSpec `ebpf:"persist"`
 	PickTree    *ebpf.MapSpec `ebpf:"pick_tree"`
+	Pmtu        *ebpf.MapSpec `ebpf:"pmtu"`
 	RealLoad    *ebpf.MapSpec `ebpf:"real_load"`
 	RealStats   *ebpf.MapSpec `ebpf:"real_stats"`
 	RealTree    *ebpf.MapSpec `ebpf:"real_tree"`
@@ -432,6 +447,7 @@ type XlbMaps struct {
 	Nat         *ebpf.Map `ebpf:"nat"`
 	Persist     *ebpf.Map `ebpf:"persist"`
 	PickTree    *ebpf.Map `ebpf:"pick_tree"`
+	Pmtu        *ebpf.Map `ebpf:"pmtu"`
 	RealLoad    *ebpf.Map `ebpf:"real_load"`
 	RealStats   *ebpf.Map `ebpf:"real_stats"`
 	RealTree    *ebpf.Map `ebpf:"real_tree"`
@@ -455,6 +471,7 @@ func (m *XlbMaps) Close() error {
 		m.Nat,
 		m.Persist,
 		m.PickTree,
+		m.Pmtu,
 		m.RealLoad,
 		m.RealStats,
 		m.RealTree,

@@ -393,6 +393,27 @@ struct frag_val {
 	__u8 smac[6];
 };
 
+/* What the balancer told a sender with ICMP "fragmentation needed": its
+ * later aggregates are cut to that, not to the ingress link's MTU. */
+struct pmtu_key {
+	__be32 src;
+	__be32 dst;
+};
+
+struct pmtu_val {
+	__u64 expires; /* ns: before the sender's own path MTU cache forgets */
+	__u32 mtu;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct pmtu_key);
+	__type(value, struct pmtu_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pmtu SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);

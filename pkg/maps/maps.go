@@ -132,6 +132,7 @@ type Set struct {
 	Persist   *Persist
 	LBLC      *ebpf.Map
 	Frags     *ebpf.Map
+	PMTU      *ebpf.Map
 	Trees     *Trees
 	// GC retires expired connections, templates and lblc entries (nil when
 	// opened read-only).
@@ -211,6 +212,7 @@ func (s *Set) wrap() {
 	s.Persist = &Persist{m.Persist}
 	s.LBLC = m.LblcTable
 	s.Frags = m.Frags
+	s.PMTU = m.Pmtu
 	s.Trees = &Trees{nodes: m.PickTree, pos: m.RealTree}
 }
 
@@ -308,7 +310,7 @@ func OpenPinned(dir string) (*Set, error) {
 		xbpf.XlbMapVerdicts: &m.Verdicts, xbpf.XlbMapAddrFilter: &m.AddrFilter,
 		xbpf.XlbMapRealLoad: &m.RealLoad, xbpf.XlbMapTrackCfg: &m.TrackCfg, xbpf.XlbMapPersist: &m.Persist,
 		xbpf.XlbMapLblcTable: &m.LblcTable, xbpf.XlbMapPickTree: &m.PickTree, xbpf.XlbMapRealTree: &m.RealTree,
-		xbpf.XlbMapFrags: &m.Frags,
+		xbpf.XlbMapFrags: &m.Frags, xbpf.XlbMapPmtu: &m.Pmtu,
 	} {
 		mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
@@ -333,5 +335,5 @@ func (s *Set) allMaps() []*ebpf.Map {
 	m := &s.objs.XlbMaps
 	return []*ebpf.Map{m.Conns, m.Ctl, m.Nat, m.RealStats, m.Reals, m.Ring, m.Rr, m.Services,
 		m.SvcStats, m.Verdicts, m.AddrFilter, m.RealLoad, m.TrackCfg, m.Persist, m.LblcTable,
-		m.PickTree, m.RealTree, m.Frags}
+		m.PickTree, m.RealTree, m.Frags, m.Pmtu}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,8 @@ type Attachment struct {
 	Mode      AttachMode // native or generic, as attached
 	link      link.Link
 	pin       string
+	// restore puts back the interface's accept_local (nil: unchanged).
+	restore func() error
 }
 
 // Backend is the XDP data plane: the loaded balancer, its tables and its
@@ -101,6 +104,12 @@ func New(o Options) (*Backend, error) {
 		}
 		log.Info("attached", "interface", ifname, "xdp_mode", a.Mode)
 		b.Attachments = append(b.Attachments, a)
+		if a.Mode != Native {
+			if a.restore, err = acceptLocal(ifname, log); err != nil {
+				b.Close(true)
+				return nil, err
+			}
+		}
 	}
 	b.stopGC, b.gcDone = make(chan struct{}), make(chan struct{})
 	go b.gcLoop(time.Second)
@@ -265,6 +274,9 @@ func (b *Backend) Close(release bool) error {
 			errs = append(errs, a.link.Unpin())
 		}
 		errs = append(errs, a.link.Close())
+		if release && a.restore != nil {
+			errs = append(errs, a.restore())
+		}
 	}
 	if release && b.Set.PinDir != "" {
 		errs = append(errs, b.Set.Unpin())
@@ -275,4 +287,34 @@ func (b *Backend) Close(release bool) error {
 		os.Remove(b.Set.PinDir)
 	}
 	return errors.Join(errs...)
+}
+
+// acceptLocal turns on accept_local on an interface with generic XDP. There
+// the program sees GRO/GSO aggregates, and a NAT reply aggregate that must
+// leave by another link is rewritten to come from the VIP and handed to the
+// kernel to forward (pass_gso): with the VIP held on the LB, as VRRP puts
+// it there, the kernel would drop it as a martian source unless the
+// interface accepts local sources. It returns what puts the old value back.
+func acceptLocal(ifname string, log *slog.Logger) (func() error, error) {
+	path := filepath.Join("/proc/sys/net/ipv4/conf", ifname, "accept_local")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", ifname, err)
+	}
+	if strings.TrimSpace(string(old)) == "1" {
+		return nil, nil
+	}
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		return nil, fmt.Errorf("interface %s: accept_local for NAT replies the kernel forwards: %w", ifname, err)
+	}
+	log.Info("accept_local on: the kernel forwards the NAT reply aggregates generic XDP cannot redirect", "interface", ifname)
+	// Strict reverse-path filtering drops them all the same.
+	for _, scope := range []string{"all", ifname} {
+		if v, err := os.ReadFile(filepath.Join("/proc/sys/net/ipv4/conf", scope, "rp_filter")); err == nil &&
+			strings.TrimSpace(string(v)) == "1" {
+			log.Warn("rp_filter=1 (strict): large NAT replies (GRO/GSO aggregates) from reals will be dropped; use 0 or 2",
+				"interface", ifname, "sysctl", "net.ipv4.conf."+scope+".rp_filter")
+		}
+	}
+	return func() error { return os.WriteFile(path, old, 0o644) }, nil
 }

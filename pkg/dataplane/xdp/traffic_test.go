@@ -195,6 +195,8 @@ func trafficCases(t *testing.T) []trafficCase {
 			ifindex: onF0, verdict: xdpTX, want: tunOut(tunAgg), counted: "fwd_tun"},
 		{name: "tun aggregate whose segments do not fit gets icmp", in: tunAgg.bytes(t), ifindex: onF0, verdict: xdpTX,
 			want: icmpTooBig(vipTUN, addrClient, macF0, macClient, tunAgg.ipBytes(t), 1480), counted: "tx_icmp_too_big"},
+		{name: "tun aggregate from a client told 1480 is cut to fit and encapsulated", before: [][]byte{tunAgg.bytes(t)},
+			in: tunAgg.bytes(t), ifindex: onF0, verdict: xdpTX, want: tunOut(tunAgg), counted: "fwd_tun"},
 		{name: "nat reply aggregate is rewritten and left to the kernel", before: [][]byte{syn.bytes(t)},
 			in: replyAgg.bytes(t), ifindex: onB0, verdict: xdpPass, want: replyAggOut.bytes(t), counted: "pass_gso"},
 		{name: "nat reply too big with df gets icmp from the lb's address", mtu: map[string]int{"b0": 3000},
