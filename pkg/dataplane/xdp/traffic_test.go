@@ -125,6 +125,8 @@ func trafficCases(t *testing.T) []trafficCase {
 	drAggOut := drAgg
 	drAggOut.srcMAC, drAggOut.dstMAC = macF0, realMAC(r1L2)
 	drBig := withPayload(fromClient(vipDR, 80, layers.IPProtocolTCP), 2000-40)
+	drBigNoDF := drBig
+	drBigNoDF.df = false
 
 	// TUN: an aggregate's 1500-byte segments do not fit 1500 with the outer
 	// header; with a 1480-byte ingress link they do.
@@ -191,6 +193,8 @@ func trafficCases(t *testing.T) []trafficCase {
 		{name: "dr too big with df gets icmp from the vip", mtu: map[string]int{"f0": 3000}, in: drBig.bytes(t),
 			ifindex: onF0, verdict: xdpTX,
 			want: icmpTooBig(vipDR, addrClient, macF0, macClient, drBig.ipBytes(t), 1500), counted: "tx_icmp_too_big"},
+		{name: "dr too big without df is dropped: the balancer cannot fragment", mtu: map[string]int{"f0": 3000},
+			in: drBigNoDF.bytes(t), ifindex: onF0, verdict: xdpDrop, counted: "drop_too_big"},
 		{name: "tun aggregate whose segments fit is encapsulated", mtu: map[string]int{"f0": 1480}, in: tunAgg.bytes(t),
 			ifindex: onF0, verdict: xdpTX, want: tunOut(tunAgg), counted: "fwd_tun"},
 		{name: "tun aggregate whose segments do not fit gets icmp", in: tunAgg.bytes(t), ifindex: onF0, verdict: xdpTX,
