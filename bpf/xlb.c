@@ -99,6 +99,19 @@ static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
 	return bpf_redirect(ifindex, 0);
 }
 
+/* pkt_key is a packet's own 5-tuple, as the flow tables key it. */
+static __always_inline struct conn_key pkt_key(struct iphdr *iph, __be16 *ports)
+{
+	struct conn_key k = {
+		.src = iph->saddr,
+		.dst = iph->daddr,
+		.sport = ports[0],
+		.dport = ports[1],
+		.proto = iph->protocol,
+	};
+	return k;
+}
+
 /* fib_route routes a datagram as it will be once rewritten (src, dst and
  * ports). It asks without a length: the answer's mtu_result is the route's
  * MTU, which the caller compares with what the datagram will need on the
@@ -337,13 +350,7 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 	struct iphdr *iph = h.iph;
 	__u16 *l4check = h.l4check;
 	__be16 *ports = h.ports;
-	struct conn_key k = {
-		.src = iph->saddr,
-		.dst = iph->daddr,
-		.sport = ports[0],
-		.dport = ports[1],
-		.proto = iph->protocol,
-	};
+	struct conn_key k = pkt_key(iph, ports);
 	struct nat_val *nv = bpf_map_lookup_elem(&nat, &k);
 	if (!nv)
 		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
@@ -553,13 +560,7 @@ static __noinline int nat_forward(struct xdp_md *ctx, struct real_val *r, __u32 
 		__builtin_memcpy(nv.lbmac, eth->h_dest, ETH_ALEN);
 		if (bpf_map_update_elem(&nat, &rk, &nv, BPF_ANY)) {
 			/* Its replies could not be translated: refuse it. */
-			struct conn_key ck = {
-				.src = iph->saddr,
-				.dst = iph->daddr,
-				.sport = ports[0],
-				.dport = ports[1],
-				.proto = iph->protocol,
-			};
+			struct conn_key ck = pkt_key(iph, ports);
 			struct conn_val *c = bpf_map_lookup_elem(&conns, &ck);
 			if (c) {
 				conn_retire(c, now);
@@ -756,13 +757,7 @@ int xdp_lb(struct xdp_md *ctx)
 
 	/* An established flow needs neither ctl nor services: its entry names
 	 * the real, and the real's entry its service. */
-	struct conn_key ck = {
-		.src = iph->saddr,
-		.dst = iph->daddr,
-		.sport = ports[0],
-		.dport = ports[1],
-		.proto = iph->protocol,
-	};
+	struct conn_key ck = pkt_key(iph, ports);
 	__u32 real_id = 0;
 	struct real_val *r = 0;
 	int is_new = 0;

@@ -159,17 +159,7 @@ func TestBulk(t *testing.T) {
 }
 
 func (r *bulkRun) run(t *testing.T, c bulkCase) {
-	opts := testbed.Options{Reals: 1, VIPOnLB: true, XDPPeers: c.xdpMode == "native", MTU: c.mtu}
-	var top *testbed.Topology
-	var err error
-	if c.kind == "NAT" {
-		top, err = testbed.NewNAT(t, opts)
-	} else {
-		top, err = testbed.NewL2(t, opts)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	top := topology(t, c.kind, testbed.Options{Reals: 1, VIPOnLB: true, XDPPeers: c.xdpMode == "native", MTU: c.mtu})
 	realNS := top.Reals[0]
 	if c.integrity {
 		serveEchoHash(t, realNS, c.echoRealPort())

@@ -161,18 +161,23 @@ func TestForwarding(t *testing.T) {
 	}
 }
 
-func testForwarding(t *testing.T, bin string, s scenario) {
-	opts := testbed.Options{Reals: 4, VIPOnLB: s.vipOnLB, XDPPeers: s.xdpMode == "native"}
-	var top *testbed.Topology
-	var err error
-	if s.kind == "NAT" {
-		top, err = testbed.NewNAT(t, opts)
-	} else {
-		top, err = testbed.NewL2(t, opts)
+// topology builds the lab a forwarding method needs: routed for NAT, one
+// segment for DR and TUN.
+func topology(t *testing.T, kind string, opts testbed.Options) *testbed.Topology {
+	t.Helper()
+	newTop := testbed.NewL2
+	if kind == "NAT" {
+		newTop = testbed.NewNAT
 	}
+	top, err := newTop(t, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return top
+}
+
+func testForwarding(t *testing.T, bin string, s scenario) {
+	top := topology(t, s.kind, testbed.Options{Reals: 4, VIPOnLB: s.vipOnLB, XDPPeers: s.xdpMode == "native"})
 
 	httpPort, udpPort := s.ports()
 	if err := testbed.ServeReals(t, top, httpPort, udpPort); err != nil {

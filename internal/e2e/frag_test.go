@@ -60,16 +60,7 @@ func testFragmented(t *testing.T, bin string, s scenario) {
 		// has no DF, so one that does not fit is dropped.
 		opts.MTU = 1600
 	}
-	var top *testbed.Topology
-	var err error
-	if s.kind == "NAT" {
-		top, err = testbed.NewNAT(t, opts)
-	} else {
-		top, err = testbed.NewL2(t, opts)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	top := topology(t, s.kind, opts)
 	_, udpPort := s.ports()
 	if err := testbed.ServeRealsUDP(t, top, udpPort); err != nil {
 		t.Fatal(err)

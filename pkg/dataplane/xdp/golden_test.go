@@ -259,17 +259,23 @@ func TestGoldenPackets(t *testing.T) {
 				l.run(t, l.set.Program, b, l.f0)
 			}
 			verdict, out := l.run(t, l.set.Program, tc.in, tc.ifindex(l))
-			if verdict != tc.verdict {
-				t.Errorf("verdict %s, want %s", verdictName[verdict], verdictName[tc.verdict])
-			}
-			want := tc.want
-			if want == nil {
-				want = tc.in
-			}
-			if diff := cmp.Diff(want, out); diff != "" {
-				t.Errorf("output bytes (-want +got):\n%s\ngot decoded: %v", diff,
-					gopacket.NewPacket(out, layers.LayerTypeEthernet, gopacket.Default))
-			}
+			checkOutput(t, verdict, out, tc.verdict, tc.want, tc.in)
 		})
+	}
+}
+
+// checkOutput compares a run's verdict and bytes with the expected ones
+// (want nil: the input, unchanged).
+func checkOutput(t *testing.T, verdict uint32, out []byte, wantVerdict uint32, want, in []byte) {
+	t.Helper()
+	if verdict != wantVerdict {
+		t.Errorf("verdict %s, want %s", verdictName[verdict], verdictName[wantVerdict])
+	}
+	if want == nil {
+		want = in
+	}
+	if diff := cmp.Diff(want, out); diff != "" {
+		t.Errorf("output bytes (-want +got):\n%s\ngot decoded: %v", diff,
+			gopacket.NewPacket(out, layers.LayerTypeEthernet, gopacket.Default))
 	}
 }

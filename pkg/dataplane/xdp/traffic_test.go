@@ -277,17 +277,7 @@ func TestTrafficGolden(t *testing.T) {
 			}
 			was := verdictCounts(t, l)
 			verdict, out := l.run(t, l.set.Program, tc.in, tc.ifindex(l))
-			if verdict != tc.verdict {
-				t.Errorf("verdict %s, want %s", verdictName[verdict], verdictName[tc.verdict])
-			}
-			want := tc.want
-			if want == nil {
-				want = tc.in
-			}
-			if diff := cmp.Diff(want, out); diff != "" {
-				t.Errorf("output bytes (-want +got):\n%s\ngot decoded: %v", diff,
-					gopacket.NewPacket(out, layers.LayerTypeEthernet, gopacket.Default))
-			}
+			checkOutput(t, verdict, out, tc.verdict, tc.want, tc.in)
 			moved := map[string]uint64{}
 			for k, n := range verdictCounts(t, l) {
 				if d := n - was[k]; d != 0 {
