@@ -36,6 +36,7 @@ struct icmphdr {
 const enum verdict *unused_verdict __attribute__((unused));
 const enum lb_mode *unused_lb_mode __attribute__((unused));
 const enum sched_kind *unused_sched_kind __attribute__((unused));
+const struct held_frag *unused_held_frag __attribute__((unused));
 
 static __always_inline int count(enum verdict v, int action)
 {
@@ -477,9 +478,39 @@ static __always_inline int tun_encap(struct xdp_md *ctx, struct real_val *r, __u
 	return count(verdict, xmit(ctx, ifindex));
 }
 
+/* hold hands a later fragment to a VIP whose first has not been seen (lost,
+ * or still to come) to the daemon, which sends it on where the first goes
+ * when it comes, and drops it if it does not come soon. Anything else, or
+ * with no room (or no daemon reading), goes to the kernel. */
+static __always_inline int hold(struct xdp_md *ctx, struct iphdr *iph)
+{
+	__u32 b = addr_bucket(iph->daddr);
+	__u8 *fl = bpf_map_lookup_elem(&addr_filter, &b);
+	if (!fl || !(*fl & FILTER_VIP))
+		return count(VERDICT_PASS_FRAGMENT, XDP_PASS);
+	__u32 len = ctx->data_end - ctx->data;
+	if (len >= HELD_MAX)
+		return count(VERDICT_PASS_FRAGMENT, XDP_PASS);
+	/* Bounds the verifier can follow into bpf_xdp_load_bytes. */
+	asm volatile("" : "+r"(len));
+	len &= HELD_MAX - 1;
+	if (len < sizeof(struct ethhdr) + sizeof(struct iphdr))
+		return count(VERDICT_PASS_FRAGMENT, XDP_PASS);
+	struct held_frag *h = bpf_ringbuf_reserve(&held, sizeof(*h), 0);
+	if (!h)
+		return count(VERDICT_PASS_FRAGMENT, XDP_PASS);
+	if (bpf_xdp_load_bytes(ctx, 0, h->data, len)) {
+		bpf_ringbuf_discard(h, 0);
+		return count(VERDICT_PASS_FRAGMENT, XDP_PASS);
+	}
+	h->len = len;
+	h->ifindex = ctx->ingress_ifindex;
+	bpf_ringbuf_submit(h, 0);
+	return count(VERDICT_HOLD_FRAGMENT, XDP_DROP);
+}
+
 /* A fragment after the first: no ports, so it goes wherever its datagram's
- * first fragment went, or (first not seen: lost, or still to come) to the
- * kernel, which is the one that can reassemble it. */
+ * first fragment went, or (first not seen) is held. */
 static __noinline int later_fragment(struct xdp_md *ctx, __u32 tot)
 {
 	struct hdrs h;
@@ -495,7 +526,7 @@ static __noinline int later_fragment(struct xdp_md *ctx, __u32 tot)
 	};
 	struct frag_val *fv = bpf_map_lookup_elem(&frags, &k);
 	if (!fv || now_ns() >= fv->expires)
-		return count(VERDICT_PASS_FRAGMENT, XDP_PASS);
+		return hold(ctx, iph);
 	__u32 id = fv->real_id;
 	struct real_val *r = bpf_map_lookup_elem(&reals, &id);
 	if (!r || !(r->flags & REAL_F_VALID) || r->serial != fv->serial)

@@ -90,6 +90,13 @@ type XlbGcResult struct {
 	Frags     uint32
 }
 
+type XlbHeldFrag struct {
+	_       structs.HostLayout
+	Len     uint32
+	Ifindex uint32
+	Data    [2048]uint8
+}
+
 type XlbLbMode uint32
 
 const (
@@ -295,7 +302,8 @@ const (
 	XlbVerdictVERDICT_PASS_TOO_BIG     XlbVerdict = 18
 	XlbVerdictVERDICT_DROP_CONN_FULL   XlbVerdict = 19
 	XlbVerdictVERDICT_FWD_FRAGMENT     XlbVerdict = 20
-	XlbVerdictVERDICT_MAX              XlbVerdict = 21
+	XlbVerdictVERDICT_HOLD_FRAGMENT    XlbVerdict = 21
+	XlbVerdictVERDICT_MAX              XlbVerdict = 22
 )
 
 // Names of all BPF objects in the ELF.
@@ -306,6 +314,7 @@ const (
 	XlbMapConns           = "conns"
 	XlbMapCtl             = "ctl"
 	XlbMapFrags           = "frags"
+	XlbMapHeld            = "held"
 	XlbMapLblcScratch     = "lblc_scratch"
 	XlbMapLblcTable       = "lblc_table"
 	XlbMapNat             = "nat"
@@ -328,6 +337,7 @@ const (
 	XlbProgXdpLb          = "xdp_lb"
 	XlbVarNowOverride     = "now_override"
 	XlbVarRandOverride    = "rand_override"
+	XlbVarUnusedHeldFrag  = "unused_held_frag"
 	XlbVarUnusedLbMode    = "unused_lb_mode"
 	XlbVarUnusedSchedKind = "unused_sched_kind"
 	XlbVarUnusedVerdict   = "unused_verdict"
@@ -389,6 +399,7 @@ type XlbMapSpecs struct {
 	Conns       *ebpf.MapSpec `ebpf:"conns"`
 	Ctl         *ebpf.MapSpec `ebpf:"ctl"`
 	Frags       *ebpf.MapSpec `ebpf:"frags"`
+	Held        *ebpf.MapSpec `ebpf:"held"`
 	LblcScratch *ebpf.MapSpec `ebpf:"lblc_scratch"`
 	LblcTable   *ebpf.MapSpec `ebpf:"lblc_table"`
 	Nat         *ebpf.MapSpec `ebpf:"nat"`
@@ -413,6 +424,7 @@ type XlbMapSpecs struct {
 type XlbVariableSpecs struct {
 	NowOverride     *ebpf.VariableSpec `ebpf:"now_override"`
 	RandOverride    *ebpf.VariableSpec `ebpf:"rand_override"`
+	UnusedHeldFrag  *ebpf.VariableSpec `ebpf:"unused_held_frag"`
 	UnusedLbMode    *ebpf.VariableSpec `ebpf:"unused_lb_mode"`
 	UnusedSchedKind *ebpf.VariableSpec `ebpf:"unused_sched_kind"`
 	UnusedVerdict   *ebpf.VariableSpec `ebpf:"unused_verdict"`
@@ -442,6 +454,7 @@ type XlbMaps struct {
 	Conns       *ebpf.Map `ebpf:"conns"`
 	Ctl         *ebpf.Map `ebpf:"ctl"`
 	Frags       *ebpf.Map `ebpf:"frags"`
+	Held        *ebpf.Map `ebpf:"held"`
 	LblcScratch *ebpf.Map `ebpf:"lblc_scratch"`
 	LblcTable   *ebpf.Map `ebpf:"lblc_table"`
 	Nat         *ebpf.Map `ebpf:"nat"`
@@ -466,6 +479,7 @@ func (m *XlbMaps) Close() error {
 		m.Conns,
 		m.Ctl,
 		m.Frags,
+		m.Held,
 		m.LblcScratch,
 		m.LblcTable,
 		m.Nat,
@@ -491,6 +505,7 @@ func (m *XlbMaps) Close() error {
 type XlbVariables struct {
 	NowOverride     *ebpf.Variable `ebpf:"now_override"`
 	RandOverride    *ebpf.Variable `ebpf:"rand_override"`
+	UnusedHeldFrag  *ebpf.Variable `ebpf:"unused_held_frag"`
 	UnusedLbMode    *ebpf.Variable `ebpf:"unused_lb_mode"`
 	UnusedSchedKind *ebpf.Variable `ebpf:"unused_sched_kind"`
 	UnusedVerdict   *ebpf.Variable `ebpf:"unused_verdict"`

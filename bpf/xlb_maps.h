@@ -74,6 +74,9 @@ enum verdict {
 	VERDICT_DROP_CONN_FULL,
 	/* A later fragment sent where its datagram's first fragment went. */
 	VERDICT_FWD_FRAGMENT,
+	/* A later fragment to a VIP that came before its first: handed to
+	 * the daemon, which sends it on once the first has been placed. */
+	VERDICT_HOLD_FRAGMENT,
 	VERDICT_MAX,
 };
 
@@ -392,6 +395,21 @@ struct frag_val {
 	__u8 dmac[6];
 	__u8 smac[6];
 };
+
+/* A fragment held for the daemon (the "held" ring): the frame as it came
+ * in on ifindex. */
+#define HELD_MAX 2048
+
+struct held_frag {
+	__u32 len;
+	__u32 ifindex;
+	__u8 data[HELD_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22); /* about 2000 frames */
+} held SEC(".maps");
 
 /* What the balancer told a sender with ICMP "fragmentation needed": its
  * later aggregates are cut to that, not to the ingress link's MTU. */

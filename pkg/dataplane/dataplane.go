@@ -160,6 +160,9 @@ type Status struct {
 	// counts the half-open entries dropped to make room since start.
 	FlowCapacity int    `json:"flow_capacity,omitempty"`
 	Shed         uint64 `json:"shed,omitempty"`
+	// FragmentsHeld counts the later fragments held for their first, by
+	// outcome: sent, expired, dropped, passed.
+	FragmentsHeld map[string]uint64 `json:"fragments_held,omitempty"`
 }
 
 // ProtocolName is "TCP", "UDP" or "proto N".

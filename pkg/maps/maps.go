@@ -111,6 +111,9 @@ type (
 	LBLCValue = xbpf.XlbLblcVal
 	TreeNode  = xbpf.XlbTnode
 	TreePos   = xbpf.XlbTreePos
+	FragKey   = xbpf.XlbFragKey
+	FragVal   = xbpf.XlbFragVal
+	HeldFrag  = xbpf.XlbHeldFrag
 )
 
 // Set is the loaded balancer: its program and every map.
@@ -133,6 +136,9 @@ type Set struct {
 	LBLC      *ebpf.Map
 	Frags     *ebpf.Map
 	PMTU      *ebpf.Map
+	// Held is the ring of later fragments that came before their first
+	// (struct held_frag), for the daemon to send on.
+	Held *ebpf.Map
 	Trees     *Trees
 	// GC retires expired connections, templates and lblc entries (nil when
 	// opened read-only).
@@ -213,6 +219,7 @@ func (s *Set) wrap() {
 	s.LBLC = m.LblcTable
 	s.Frags = m.Frags
 	s.PMTU = m.Pmtu
+	s.Held = m.Held
 	s.Trees = &Trees{nodes: m.PickTree, pos: m.RealTree}
 }
 
@@ -335,5 +342,5 @@ func (s *Set) allMaps() []*ebpf.Map {
 	m := &s.objs.XlbMaps
 	return []*ebpf.Map{m.Conns, m.Ctl, m.Nat, m.RealStats, m.Reals, m.Ring, m.Rr, m.Services,
 		m.SvcStats, m.Verdicts, m.AddrFilter, m.RealLoad, m.TrackCfg, m.Persist, m.LblcTable,
-		m.PickTree, m.RealTree, m.Frags, m.Pmtu}
+		m.PickTree, m.RealTree, m.Frags, m.Pmtu, m.Held}
 }

@@ -250,7 +250,7 @@ var VerdictNames = []string{
 	"pass_not_ipv4", "pass_malformed", "pass_fragment", "pass_other_proto", "pass_not_vip",
 	"pass_no_real", "pass_no_neigh", "pass_ttl", "fwd_nat", "fwd_nat_reply", "fwd_dr",
 	"fwd_tun", "tx_icmp_too_big", "drop_too_big", "drop_no_route", "drop_error", "pass_no_conn",
-	"pass_gso", "pass_too_big", "drop_conn_full", "fwd_fragment",
+	"pass_gso", "pass_too_big", "drop_conn_full", "fwd_fragment", "hold_fragment",
 }
 
 // RealLoads holds what the schedulers count per real: active, inactive

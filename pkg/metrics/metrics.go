@@ -123,6 +123,9 @@ var (
 		[]string{"table"}, nil)
 	descShed = prometheus.NewDesc("xlbd_flow_table_shed_total",
 		"Half-open connections dropped from a connection table over three quarters full (IPVS's drop_entry).", nil, nil)
+	descHeld = prometheus.NewDesc("xlbd_fragments_held_total",
+		"Later fragments that came before their datagram's first and were held for it, by outcome (sent: where the first went; expired: no first came; dropped; passed: not for a VIP, left to the kernel).",
+		[]string{"outcome"}, nil)
 	descAttached = prometheus.NewDesc("xlbd_xdp_attached",
 		"1 for each interface the balancer is attached to, with its XDP mode.", []string{"interface", "mode"}, nil)
 	descBackend = prometheus.NewDesc("xlbd_dataplane_backend",
@@ -141,7 +144,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcPackets, descSvcBytes, descSvcConns, descSvcInfo, descRealPackets,
 		descRealBytes, descRealConns, descRealPicks, descRealActive, descRealInactive, descRealTemplates,
 		descRealOverloaded, descRealWeight, descRealReachable, descVerdicts, descFlows, descAttached,
-		descBackend, descScrapeErrors, descFlowCapacity, descShed} {
+		descBackend, descScrapeErrors, descFlowCapacity, descShed, descHeld} {
 		ch <- d
 	}
 }
@@ -210,6 +213,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if st.Backend == "xdp" {
 		counter(descShed, st.Shed)
+	}
+	for outcome, n := range st.FragmentsHeld {
+		counter(descHeld, n, outcome)
 	}
 	if st.Templates >= 0 {
 		gauge(descFlows, float64(st.Templates), "persistence")

@@ -69,6 +69,9 @@ type Backend struct {
 	Attachments []*Attachment
 	log         *slog.Logger
 	stopGC      chan struct{}
+	holder      *holder
+	socks       *sockets
+	holdDone    chan struct{}
 	shed        atomic.Uint64
 	gcDone      chan struct{}
 }
@@ -113,6 +116,16 @@ func New(o Options) (*Backend, error) {
 	}
 	b.stopGC, b.gcDone = make(chan struct{}), make(chan struct{})
 	go b.gcLoop(time.Second)
+	if b.socks, err = newSockets(); err != nil {
+		b.Close(true)
+		return nil, fmt.Errorf("sockets for held fragments: %w", err)
+	}
+	b.holder = &holder{set: set, log: log, isVIP: tables.IsVIP, out: b.socks, now: time.Now}
+	b.holdDone = make(chan struct{})
+	go func() {
+		defer close(b.holdDone)
+		b.holder.run(b.stopGC)
+	}()
 	return b, nil
 }
 
@@ -257,6 +270,9 @@ func (b *Backend) Status(context.Context) (dataplane.Status, error) {
 	}
 	st.FlowCapacity = int(b.Set.Conns.Capacity())
 	st.Shed = b.shed.Load()
+	if b.holder != nil {
+		st.FragmentsHeld = b.holder.Counts()
+	}
 	return st, nil
 }
 
@@ -267,6 +283,12 @@ func (b *Backend) Close(release bool) error {
 	if b.stopGC != nil {
 		close(b.stopGC)
 		<-b.gcDone
+		if b.holdDone != nil {
+			<-b.holdDone
+		}
+	}
+	if b.socks != nil {
+		b.socks.close()
 	}
 	var errs []error
 	for _, a := range b.Attachments {

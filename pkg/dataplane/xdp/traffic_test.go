@@ -28,6 +28,7 @@ type trafficCase struct {
 	verdict uint32
 	want    []byte // nil: the input, unchanged
 	counted string // the verdict counter the input must move, by one
+	held    bool   // the input must be in the held ring, as it came in
 }
 
 // seqPayload is n bytes of a counting pattern.
@@ -212,8 +213,10 @@ func trafficCases(t *testing.T) []trafficCase {
 			counted: "fwd_nat"},
 		{name: "nat later fragment follows its first, not the scheduler", before: [][]byte{first, other.bytes(t)},
 			in: later, ifindex: onF0, verdict: xdpRedirect, want: laterOutB, counted: "fwd_fragment"},
-		{name: "later fragment without its first is left to the kernel", in: later, ifindex: onF0, verdict: xdpPass,
-			counted: "pass_fragment"},
+		{name: "later fragment without its first is held for the daemon", in: later, ifindex: onF0, verdict: xdpDrop,
+			counted: "hold_fragment", held: true},
+		{name: "nat reply later fragment without its first is left to the kernel", in: rLater, ifindex: onB0,
+			verdict: xdpPass, counted: "pass_fragment"},
 		{name: "out of order: the first after a later one is still scheduled", before: [][]byte{later}, in: first,
 			ifindex: onF0, verdict: xdpRedirect, want: firstOutB, counted: "fwd_nat"},
 		{name: "dr later fragment follows its first", before: [][]byte{drFirst}, in: drLater, ifindex: onF0,
@@ -226,7 +229,7 @@ func trafficCases(t *testing.T) []trafficCase {
 			in: rLater, ifindex: onB0, verdict: xdpRedirect, want: rLaterOut, counted: "fwd_fragment"},
 		{name: "fragment of another datagram is not taken for it", before: [][]byte{first},
 			in:      func() []byte { d := dgram; d.id = 0x4243; _, l := fragments(t, d, 1480); return l }(),
-			ifindex: onF0, verdict: xdpPass, counted: "pass_fragment"},
+			ifindex: onF0, verdict: xdpDrop, counted: "hold_fragment", held: true},
 
 		{name: "nat tcp with a bad checksum stays exactly as bad", in: skewL4(syn.bytes(t), 1), ifindex: onF0,
 			verdict: xdpRedirect, want: skewL4(synFwd.bytes(t), 1), counted: "fwd_nat"},
@@ -275,6 +278,7 @@ func TestTrafficGolden(t *testing.T) {
 			for _, b := range tc.beforeB {
 				l.run(t, l.set.Program, b, l.b0)
 			}
+			readHeld(t, l) // what the packets before held is not the input's
 			was := verdictCounts(t, l)
 			verdict, out := l.run(t, l.set.Program, tc.in, tc.ifindex(l))
 			checkOutput(t, verdict, out, tc.verdict, tc.want, tc.in)
@@ -286,6 +290,17 @@ func TestTrafficGolden(t *testing.T) {
 			}
 			if diff := cmp.Diff(map[string]uint64{tc.counted: 1}, moved); diff != "" {
 				t.Errorf("verdict counters moved (-want +got):\n%s", diff)
+			}
+			var held [][]byte
+			for _, h := range readHeld(t, l) {
+				held = append(held, h.frame)
+			}
+			var wantHeld [][]byte
+			if tc.held {
+				wantHeld = [][]byte{tc.in}
+			}
+			if diff := cmp.Diff(wantHeld, held); diff != "" {
+				t.Errorf("held ring (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/xlbd/xlbd/pkg/dataplane"
 	"github.com/xlbd/xlbd/pkg/maps"
@@ -59,6 +60,14 @@ type Tables struct {
 	// treePos is where each real's leaf is in either generation's
 	// tournament tree (bpf/xlb_tree.h).
 	treePos map[uint32]maps.TreePos
+	// vips are the applied services' addresses, read without mu.
+	vips atomic.Pointer[map[netip.Addr]bool]
+}
+
+// IsVIP says whether a is the address of an applied virtual service.
+func (t *Tables) IsVIP(a netip.Addr) bool {
+	v := t.vips.Load()
+	return v != nil && (*v)[a]
 }
 
 // NewTables takes over set, adopting whatever configuration its (possibly
@@ -465,6 +474,11 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		}
 	}
 	t.state = st
+	vips := map[netip.Addr]bool{}
+	for _, s := range st.Services {
+		vips[s.VIP] = true
+	}
+	t.vips.Store(&vips)
 	t.order = newOrder
 	t.pool = newPool
 	return errors.Join(errs...)
