@@ -138,8 +138,8 @@ type Set struct {
 	PMTU      *ebpf.Map
 	// Held is the ring of later fragments that came before their first
 	// (struct held_frag), for the daemon to send on.
-	Held *ebpf.Map
-	Trees     *Trees
+	Held  *ebpf.Map
+	Trees *Trees
 	// GC retires expired connections, templates and lblc entries (nil when
 	// opened read-only).
 	GC *GC
