@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,9 +16,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xlbd/xlbd/pkg/dataplane"
 )
@@ -37,32 +41,131 @@ type Report struct {
 
 // Server answers on the control socket.
 type Server struct {
-	srv  *http.Server
-	path string
+	srv   *http.Server
+	l     *net.UnixListener
+	path  string
+	fi    os.FileInfo // the socket file this server made
+	close sync.Once
+	err   error
 }
 
 // ErrNoDaemon means nothing listens on the control socket.
 var ErrNoDaemon = errors.New("no xlbd daemon is running")
 
-// Listen serves report on a unix socket at path, mode 0600. A socket left
-// by a daemon that died is replaced; one a live daemon answers on is not.
-func Listen(path string, report func(context.Context) (Report, error)) (*Server, error) {
+// ErrInUse means another process answers on the control socket.
+var ErrInUse = errors.New("control socket in use")
+
+// inUse is an ErrInUse with its own message.
+type inUse string
+
+func (e inUse) Error() string      { return string(e) }
+func (inUse) Is(target error) bool { return target == ErrInUse }
+
+// Listen makes the control socket at path, mode 0600; Serve answers on it.
+// Only a stale socket (one nothing listens on any more) is replaced: a
+// path that is not a socket is left alone, and a socket some process
+// accepts connections on (another daemon) makes Listen fail, naming it.
+func Listen(path string) (*Server, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control socket %s: another xlbd answers there", path)
+	if err := removeStale(path); err != nil {
+		return nil, err
 	}
-	os.Remove(path)
 	// The socket is created with the umask's mode: make it 0600 from the
 	// start, not after a window.
 	old := syscall.Umask(0o177)
-	l, err := net.Listen("unix", path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
+	// Close removes the file itself, and only if it is still this one.
+	l.SetUnlinkOnClose(false)
+	fi, err := os.Lstat(path)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return &Server{l: l, path: path, fi: fi}, nil
+}
+
+// removeStale clears path for a new socket: nothing there, or a socket no
+// process accepts on (left by a daemon that died), which is removed.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("control socket %s exists and is not a socket (%s); left alone: remove it, or choose another --control-socket",
+			path, typeName(fi.Mode()))
+	}
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err == nil {
+		who := "another process"
+		if pid := peerPid(c); pid > 0 {
+			who = fmt.Sprintf("pid %d", pid)
+			if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
+				who = fmt.Sprintf("%s (pid %d)", strings.TrimSpace(string(comm)), pid)
+			}
+		}
+		c.Close()
+		return inUse(fmt.Sprintf("control socket %s: %s is listening there (another xlbd?); refusing to start (stop it, or choose another --control-socket)",
+			path, who))
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("control socket %s: cannot tell whether a daemon listens there, left alone: %w", path, err)
+	}
+	// Stale. Remove it unless it changed since it was looked at.
+	if now, err := os.Lstat(path); err != nil || !os.SameFile(fi, now) {
+		return fmt.Errorf("control socket %s changed while being checked; left alone", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("control socket: removing a stale one: %w", err)
+	}
+	return nil
+}
+
+// peerPid is the pid of the process that listens on the other end of a
+// unix connection (0: unknown).
+func peerPid(c net.Conn) int {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return 0
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var pid int
+	raw.Control(func(fd uintptr) {
+		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
+	})
+	return pid
+}
+
+func typeName(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	}
+	return "mode " + m.String()
+}
+
+// Serve answers with report on the socket, in the background.
+func (s *Server) Serve(report func(context.Context) (Report, error)) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		rep, err := report(r.Context())
@@ -73,16 +176,23 @@ func Listen(path string, report func(context.Context) (Report, error)) (*Server,
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(rep)
 	})
-	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, path: path}
-	go s.srv.Serve(l)
-	return s, nil
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go s.srv.Serve(s.l)
 }
 
-// Close stops serving and removes the socket.
+// Close stops serving and removes the socket file if it is still the one
+// Listen made. It may be called more than once.
 func (s *Server) Close() error {
-	err := s.srv.Close()
-	os.Remove(s.path)
-	return err
+	s.close.Do(func() {
+		if s.srv != nil {
+			s.err = s.srv.Close()
+		}
+		s.l.Close()
+		if now, err := os.Lstat(s.path); err == nil && os.SameFile(s.fi, now) {
+			os.Remove(s.path)
+		}
+	})
+	return s.err
 }
 
 // Fetch asks the daemon at path for its report.

@@ -9,10 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -118,27 +115,65 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 	} else if err := CheckInterfaces(ifaces); err != nil {
 		return err
 	}
+	// Everything that can find another daemon in the way comes before the
+	// data plane is touched: a second xlbd must refuse to start, not
+	// adopt the first one's links and then release them on its way out.
+	var lock *pinLock
+	if o.PinDir != "" {
+		if lock, err = lockPinDir(o.PinDir); err != nil {
+			return err
+		}
+	}
+	loaded := false
+	defer func() { lock.release(!loaded) }()
+	if o.PidFile != "" {
+		pf, err := claimPidFile(o.PidFile, log)
+		if err != nil {
+			return err
+		}
+		defer pf.remove()
+	}
+	var metricsL net.Listener
+	if o.MetricsAddr != "" {
+		if metricsL, err = listenMetrics(o.MetricsAddr); err != nil {
+			return err
+		}
+		defer metricsL.Close()
+	}
+	var ctl *control.Server
+	if o.ControlSocket != "" {
+		if ctl, err = control.Listen(o.ControlSocket); err != nil {
+			return err
+		}
+		defer ctl.Close()
+	}
+
+	loaded = true
 	be, err := xdp.New(xdp.Options{PinDir: o.PinDir, Interfaces: ifaces, Mode: o.XDPMode, ConnTableSize: o.ConnTableSize, Log: log})
 	if err != nil {
 		return err
 	}
+	started := false
 	defer func() {
 		notify("STOPPING=1")
-		if err := be.Close(!o.DontRelease); err != nil {
+		// A start that fails releases a data plane it made, never one it
+		// adopted from a daemon that kept it: that one keeps forwarding.
+		release := !o.DontRelease
+		if !started {
+			release = !be.Adopted
+		}
+		if err := be.Close(release); err != nil {
 			log.Warn("closing the data plane", "err", err)
 		}
-		if o.DontRelease {
-			log.Info("stopped; data plane left running for the next start", "pin_dir", o.PinDir)
-		} else {
+		switch {
+		case release:
 			log.Info("stopped; data plane released")
+		case !started:
+			log.Info("start failed; the data plane adopted from the previous daemon is left running", "pin_dir", o.PinDir)
+		default:
+			log.Info("stopped; data plane left running for the next start", "pin_dir", o.PinDir)
 		}
 	}()
-	if o.PidFile != "" {
-		if err := writePidFile(o.PidFile); err != nil {
-			return err
-		}
-		defer os.Remove(o.PidFile)
-	}
 
 	if err := be.Apply(ctx, state); err != nil {
 		return fmt.Errorf("apply %s: %w", o.ConfigPath, err)
@@ -148,25 +183,20 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 	info.report.LastReload = info.report.Started
 	m := metrics.New(be.Status, log)
 	m.LastReload.SetToCurrentTime()
-	if o.MetricsAddr != "" {
-		stop, err := serveMetrics(o.MetricsAddr, m, log)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	if metricsL != nil {
+		defer serveMetrics(metricsL, m, log)()
 	}
-	if o.ControlSocket != "" {
-		srv, err := control.Listen(o.ControlSocket, func(ctx context.Context) (control.Report, error) {
+	if ctl != nil {
+		ctl.Serve(func(ctx context.Context) (control.Report, error) {
 			st, err := be.Status(ctx)
 			rep := info.get()
 			rep.Dataplane = st
 			return rep, err
 		})
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
+		// Stop answering before the data plane goes.
+		defer ctl.Close()
 	}
+	started = true
 	log.Info("ready", "config", o.ConfigPath, "services", len(state.Services), "pin_dir", o.PinDir)
 	notify("READY=1")
 
@@ -239,16 +269,6 @@ func logWarnings(log *slog.Logger, cfg *config.Config, notes []*config.Error) {
 	}
 }
 
-func writePidFile(path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("pid file: %w", err)
-	}
-	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		return fmt.Errorf("pid file: %w", err)
-	}
-	return nil
-}
-
 // monotonicUsec is CLOCK_MONOTONIC in microseconds, which systemd wants
 // with RELOADING=1.
 func monotonicUsec() int64 {
@@ -282,11 +302,18 @@ func (r *runInfo) reloaded(ok bool) {
 	}
 }
 
-func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (func(), error) {
+// listenMetrics binds the metrics address, before the data plane comes
+// up: an address that is taken (by another daemon, often) stops the start.
+func listenMetrics(addr string) (net.Listener, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+		return nil, fmt.Errorf("--metrics-addr %s: cannot serve metrics there (another xlbd? choose another address, or \"\" for none): %w", addr, err)
 	}
+	return l, nil
+}
+
+// serveMetrics serves /metrics on l until the returned function is called.
+func serveMetrics(l net.Listener, m *metrics.Metrics, log *slog.Logger) func() {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -296,5 +323,5 @@ func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (func(), er
 		}
 	}()
 	log.Info("serving metrics", "addr", l.Addr().String())
-	return func() { srv.Close() }, nil
+	return func() { srv.Close() }
 }

@@ -74,6 +74,10 @@ type Backend struct {
 	holdDone    chan struct{}
 	shed        atomic.Uint64
 	gcDone      chan struct{}
+	// Adopted is set when New found the balancer's maps pinned already,
+	// left by a daemon that kept the data plane: a start that fails then
+	// leaves it in place (Close(false)) rather than releasing it.
+	Adopted bool
 }
 
 var _ dataplane.Backend = (*Backend)(nil)
@@ -89,6 +93,11 @@ func New(o Options) (*Backend, error) {
 	if res == nil {
 		res = NetlinkResolver{Log: log}
 	}
+	var adopted bool
+	if o.PinDir != "" {
+		_, err := os.Stat(filepath.Join(o.PinDir, "ctl"))
+		adopted = err == nil
+	}
 	set, err := maps.Load(o.PinDir, maps.Options{ConnTableSize: o.ConnTableSize})
 	if err != nil {
 		return nil, err
@@ -98,18 +107,18 @@ func New(o Options) (*Backend, error) {
 		set.Close()
 		return nil, err
 	}
-	b := &Backend{Tables: tables, Set: set, log: log}
+	b := &Backend{Tables: tables, Set: set, log: log, Adopted: adopted}
 	for _, ifname := range o.Interfaces {
 		a, err := b.attach(ifname, o.Mode)
 		if err != nil {
-			b.Close(true)
+			b.Close(!adopted)
 			return nil, err
 		}
 		log.Info("attached", "interface", ifname, "xdp_mode", a.Mode)
 		b.Attachments = append(b.Attachments, a)
 		if a.Mode != Native {
 			if a.restore, err = acceptLocal(ifname, log); err != nil {
-				b.Close(true)
+				b.Close(!adopted)
 				return nil, err
 			}
 		}
@@ -117,7 +126,7 @@ func New(o Options) (*Backend, error) {
 	b.stopGC, b.gcDone = make(chan struct{}), make(chan struct{})
 	go b.gcLoop(time.Second)
 	if b.socks, err = newSockets(); err != nil {
-		b.Close(true)
+		b.Close(!adopted)
 		return nil, fmt.Errorf("sockets for held fragments: %w", err)
 	}
 	b.holder = &holder{set: set, log: log, isVIP: tables.IsVIP, out: b.socks, now: time.Now}
