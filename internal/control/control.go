@@ -21,6 +21,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/net/netutil"
 	"golang.org/x/sys/unix"
 
 	"github.com/xlbd/xlbd/pkg/dataplane"
@@ -176,8 +177,24 @@ func (s *Server) Serve(report func(context.Context) (Report, error)) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(rep)
 	})
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go s.srv.Serve(s.l)
+	s.srv = NewHTTPServer(mux)
+	go s.srv.Serve(netutil.LimitListener(s.l, MaxConns))
+}
+
+// Limits of the control socket and the metrics server: idle clients are
+// closed and only so many are held at once (the rest wait in the kernel's
+// backlog), so that a thousand idle keep-alive connections cost neither
+// memory nor descriptors.
+var (
+	MaxConns    = 32
+	IdleTimeout = 30 * time.Second
+	ReadTimeout = 5 * time.Second
+)
+
+// NewHTTPServer is an HTTP server with those limits.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: ReadTimeout, ReadTimeout: ReadTimeout,
+		WriteTimeout: 30 * time.Second, IdleTimeout: IdleTimeout}
 }
 
 // Close stops serving and removes the socket file if it is still the one

@@ -147,3 +147,61 @@ func TestCloseLeavesAnothersSocket(t *testing.T) {
 		t.Errorf("Close removed a socket that was not its own: %v", err)
 	}
 }
+
+// Idle clients neither pile up nor keep others out: at most MaxConns are
+// held at once, each is closed after ReadTimeout without a request, and a
+// status request gets through behind them.
+func TestIdleConnectionsAreCapped(t *testing.T) {
+	defer func(m int, r, i time.Duration) { MaxConns, ReadTimeout, IdleTimeout = m, r, i }(MaxConns, ReadTimeout, IdleTimeout)
+	MaxConns, ReadTimeout, IdleTimeout = 4, 200*time.Millisecond, 200*time.Millisecond
+	path := filepath.Join(t.TempDir(), "xlbd.sock")
+	s, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Serve(report)
+
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(ents)
+	}
+	base := fds()
+	const idle = 40
+	var conns []net.Conn
+	for range idle {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if held := fds() - base - idle; held > MaxConns {
+		t.Errorf("the server holds %d connections, want at most %d", held, MaxConns)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if rep, err := Fetch(ctx, path); err != nil || rep.Config != "test.yaml" {
+		t.Errorf("status behind %d idle clients: %+v, %v", idle, rep, err)
+	}
+	// The idle ones were closed by the server.
+	closed := 0
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			closed++
+		}
+	}
+	if closed == 0 {
+		t.Error("no idle client was closed")
+	}
+}
