@@ -51,6 +51,7 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 # Unit, golden-packet, fuzz-seed and network-namespace tests (the last need
 # root; under CI=true they fail instead of skipping), then a short fuzzing
