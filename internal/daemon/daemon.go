@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -217,6 +218,9 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 				m.Reloads.WithLabelValues("failed").Inc()
 				info.reloaded(false)
 				log.Error("reload failed; keeping the running configuration", "err", err)
+				// What the bad file cost goes back to the system now, not
+				// whenever the runtime gets round to it.
+				debug.FreeOSMemory()
 				continue
 			}
 			m.Reloads.WithLabelValues("ok").Inc()

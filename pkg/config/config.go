@@ -18,7 +18,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -553,7 +552,9 @@ func Load(path string) (*Config, error) { return LoadFormat(path, FormatAuto) }
 // LoadFormat is Load with the syntax forced: format is FormatYAML,
 // FormatKeepalived or FormatAuto (""), as given to --config-format.
 // keepalived.conf include directives are read relative to the including
-// file.
+// file. Only regular files are read, and no more than the limits in
+// limits.go allow; a device, FIFO, socket or directory is refused without
+// waiting on it.
 func LoadFormat(path, format string) (*Config, error) {
 	switch format {
 	case FormatAuto:
@@ -566,7 +567,7 @@ func LoadFormat(path, format string) (*Config, error) {
 	default:
 		return nil, fmt.Errorf("unknown config format %q (want %q, %q or empty for automatic)", format, FormatYAML, FormatKeepalived)
 	}
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path, MaxFileSize)
 	if err != nil {
 		return nil, err
 	}
@@ -588,12 +589,11 @@ func Parse(filename string, data []byte) (*Config, error) {
 // ParseKeepalived parses data as keepalived.conf. filename names it in
 // messages and anchors relative include directives. readFile and glob
 // serve include directives (brace expansion is done before glob is called);
-// nil means os.ReadFile and filepath.Glob, which tests replace to include
-// files from memory.
+// nil means the file system, as Load reads it (regular files only, within
+// the limits in limits.go), and filepath.Glob, which tests replace to
+// include files from memory. The size limits apply to what readFile
+// returns too, and to data.
 func ParseKeepalived(filename string, data []byte, readFile func(string) ([]byte, error), glob func(string) ([]string, error)) (*Config, error) {
-	if readFile == nil {
-		readFile = os.ReadFile
-	}
 	if glob == nil {
 		glob = filepath.Glob
 	}

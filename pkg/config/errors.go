@@ -83,6 +83,10 @@ type diag struct {
 	files  []string // every file read, in order, for sorting
 	errs   ErrorList
 	warns  []*Error
+
+	// nerr and nwarn count every problem found, which past MaxErrors is
+	// more than errs and warns hold.
+	nerr, nwarn int
 }
 
 func newDiag(file string, s syntax) *diag {
@@ -91,18 +95,28 @@ func newDiag(file string, s syntax) *diag {
 
 // add reports an error in the main file.
 func (d *diag) add(line int, path, format string, args ...any) {
-	d.errs = append(d.errs, &Error{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	d.at(pos{Line: line, Path: path}, format, args...)
 }
 
 // at reports an error at p.
 func (d *diag) at(p pos, format string, args ...any) {
-	d.errs = append(d.errs, d.newError(p, format, args...))
+	// A broken file can have an error on every line; keeping them all
+	// would hold on to far more memory than the file itself.
+	if d.nerr++; d.nerr <= MaxErrors {
+		d.errs = append(d.errs, d.newError(p, format, args...))
+	}
 }
 
 // warn records a warning at p.
 func (d *diag) warn(p pos, format string, args ...any) {
-	d.warns = append(d.warns, d.newError(p, format, args...))
+	if d.nwarn++; d.nwarn <= MaxErrors {
+		d.warns = append(d.warns, d.newError(p, format, args...))
+	}
 }
+
+// errCount is the number of errors found so far, for callers that check
+// whether a step found any.
+func (d *diag) errCount() int { return d.nerr }
 
 func (d *diag) newError(p pos, format string, args ...any) *Error {
 	file := p.File
@@ -152,10 +166,20 @@ func (d *diag) err() error {
 		return nil
 	}
 	d.sort(d.errs)
-	return d.errs
+	return ErrorList(d.more(d.errs, d.nerr, "errors"))
 }
 
 func (d *diag) warnings() []*Error {
 	d.sort(d.warns)
-	return d.warns
+	return d.more(d.warns, d.nwarn, "warnings")
+}
+
+// more ends a list cut at MaxErrors with an entry that says so, at the
+// place of the last one kept so that the list stays in order.
+func (d *diag) more(l []*Error, found int, what string) []*Error {
+	if found <= len(l) {
+		return l
+	}
+	last := l[len(l)-1]
+	return append(l, &Error{File: last.File, Line: last.Line, Msg: fmt.Sprintf("too many %s: %d more not shown", what, found-len(l))})
 }

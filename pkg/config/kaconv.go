@@ -18,12 +18,6 @@ type kaReader struct {
 	seen map[*rawNode]map[string]seenAt
 }
 
-func (c *kaReader) root(stmts []*stmt, file string) *rawNode {
-	n := newNode(pos{File: file})
-	c.block(n, stmts, rootBlock, "")
-	return n
-}
-
 // seenAt remembers where a keyword was given, for duplicate messages.
 type seenAt struct {
 	as string
@@ -52,9 +46,9 @@ func (c *kaReader) block(n *rawNode, stmts []*stmt, b *block, path string) {
 			n.Bad = true
 			continue
 		}
-		errs := len(c.d.errs)
+		errs := c.d.errCount()
 		c.keyword(n, st, k, kpath, seen)
-		if len(c.d.errs) != errs {
+		if c.d.errCount() != errs {
 			n.Bad = true
 		}
 	}
@@ -133,9 +127,9 @@ func (c *kaReader) keyword(n *rawNode, st *stmt, k *key, kpath string, seen map[
 		}
 	case kStruct:
 		f.node = newNode(at)
-		errs := len(c.d.errs)
+		errs := c.d.errCount()
 		k.ka(c, f.node, st)
-		f.node.Bad = len(c.d.errs) != errs
+		f.node.Bad = c.d.errCount() != errs
 	case kBlock:
 		c.noArgs(st, at)
 		if f.node == nil {
@@ -169,14 +163,14 @@ func (c *kaReader) item(f *rawField, st *stmt, k *key, kpath string) {
 	}
 	path := strings.TrimSuffix(kpath, st.kw.text) + seg
 	n := newNode(st.kw.pos(path))
-	errs := len(c.d.errs)
+	errs := c.d.errCount()
 	k.ka(c, n, st)
 	if k.kaBody != nil {
 		k.kaBody(c, n, st.block)
 	} else {
 		c.block(n, st.block, k.sub, path)
 	}
-	if len(c.d.errs) != errs {
+	if c.d.errCount() != errs {
 		n.Bad = true
 	}
 	f.items = append(f.items, n)

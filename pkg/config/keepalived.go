@@ -3,19 +3,25 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"iter"
 	"path/filepath"
 	"strings"
 	"syscall"
 )
 
-// The keepalived.conf front end works in three passes, like keepalived's own
+// The keepalived.conf front end works in three stages, like keepalived's own
 // parser: the lexer turns lines into words and braces (splicing in included
 // files), the parser groups them into statements with their blocks, and
 // kaReader (kaconv.go) walks the statements against the schema to build the
-// raw tree. Keepalived's grammar is line based: a statement ends at the end
-// of its line or at a brace, so `track_script { chk }` is a block holding
-// one statement and `auth_type PASS auth_pass x` on one line is one
-// statement with three arguments, as keepalived reads it.
+// raw tree. The stages run together: the parser pulls each token from the
+// lexer as it needs it, and kaReader takes each top-level statement once
+// it is complete, so that a file costs its raw tree and its largest
+// top-level block, not a token for every brace. Keepalived's grammar is
+// line based: a statement ends at the end of its line or at a brace, so
+// `track_script { chk }` is a block holding one statement and `auth_type
+// PASS auth_pass x` on one line is one statement with three arguments, as
+// keepalived reads it.
 
 type tokKind uint8
 
@@ -51,37 +57,63 @@ func (t tok) String() string {
 	return fmt.Sprintf("%q", t.text)
 }
 
-// Limits that keep a hostile or broken file from exhausting the daemon:
-// includes can multiply, and nesting is recursion.
-const (
-	maxIncludeDepth = 16
-	maxFiles        = 1000
-	maxNesting      = 64
-)
-
+// lexer reads a file and its includes within the limits in limits.go,
+// which keep a hostile or broken file from exhausting the daemon: includes
+// can multiply, and nesting is recursion.
 type lexer struct {
-	d        *diag
-	readFile func(string) ([]byte, error)
-	glob     func(string) ([]string, error)
-	toks     []tok
-	stack    []string // files being read, innermost last, for cycle detection
+	d     *diag
+	read  func(name string, limit int64) ([]byte, error)
+	glob  func(string) ([]string, error)
+	yield func(tok) bool // gives the parser a token; false: stop
+	stop  bool           // yield returned false
+	stack []string       // files being read, innermost last, for cycle detection
+
+	total int64 // bytes read, every file together
+	full  bool  // total reached MaxTotalSize and that was reported
+	depth int   // "{" not closed yet, as the parser will count them
 }
 
+// parseKeepalived reads data, the file filename, and what it includes.
+// readFile, if not nil, replaces the file system for includes; the limits
+// apply to what it returns.
 func parseKeepalived(d *diag, filename string, data []byte, readFile func(string) ([]byte, error), glob func(string) ([]string, error)) *rawNode {
-	lx := &lexer{d: d, readFile: readFile, glob: glob}
-	lx.file(filename, data)
-	lx.toks = append(lx.toks, tok{kind: tEOF, file: filename})
-	p := &stmtParser{d: d, toks: lx.toks}
-	stmts := p.stmts(0, tok{})
+	if len(data) > MaxFileSize {
+		d.add(0, "", "%v", &sizeError{MaxFileSize})
+		return newNode(pos{File: filename})
+	}
+	lx := &lexer{d: d, read: readLimited, glob: glob, total: int64(len(data))}
+	if readFile != nil {
+		lx.read = func(name string, limit int64) ([]byte, error) {
+			data, err := readFile(name)
+			if err == nil {
+				err = tooLarge(name, data, limit)
+			}
+			return data, err
+		}
+	}
+	next, stop := iter.Pull(func(yield func(tok) bool) {
+		lx.yield = yield
+		lx.file(filename, data)
+		if !lx.stop {
+			yield(tok{kind: tEOF, file: filename})
+		}
+	})
+	defer stop()
+	p := &stmtParser{d: d, pull: next}
 	c := &kaReader{d: d}
-	return c.root(stmts, filename)
+	root := newNode(pos{File: filename})
+	p.stmts(0, tok{}, func(st *stmt) { c.block(root, []*stmt{st}, rootBlock, "") })
+	return root
 }
 
 func (lx *lexer) file(name string, data []byte) {
 	lx.stack = append(lx.stack, filepath.Clean(name))
 	defer func() { lx.stack = lx.stack[:len(lx.stack)-1] }()
 
-	for i, line := range strings.Split(string(data), "\n") {
+	rest := string(data)
+	for i := 0; rest != "" && !lx.stop; i++ {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
 		at := tok{file: name, line: i + 1}
 		text := lx.decomment(strings.TrimSuffix(line, "\r"), at)
 		if text == "" {
@@ -110,13 +142,52 @@ func (lx *lexer) file(name string, data []byte) {
 		}
 		// keepalived recognises an include before splitting braces, so
 		// a csh-style {a,b} pattern stays one word.
-		if words := lx.words(text, at, false); len(words) == 2 && !words[0].quoted && isInclude(words[0].text) {
-			lx.include(words[1], at)
+		var words [3]tok // enough to tell "include PATTERN" from a longer line
+		n := 0
+		lx.words(text, at, false, func(t tok) bool {
+			words[n] = t
+			n++
+			return n < len(words)
+		})
+		if n == 2 && !words[0].quoted && isInclude(words[0].text) {
+			if lx.depth <= MaxNesting { // else the parser skips it anyway
+				lx.include(words[1], at)
+			}
 			continue
 		}
-		lx.toks = append(lx.toks, lx.words(text, at, true)...)
-		lx.toks = append(lx.toks, tok{kind: tEOL, file: name, line: at.line})
+		lx.words(text, at, true, lx.emit)
+		lx.emit(tok{kind: tEOL, file: name, line: at.line})
 	}
+}
+
+// emit gives t to the parser, unless it lies inside a block nested deeper
+// than MaxNesting: the parser reports that block and skips it, and a file
+// of nothing but "{" would otherwise cost the parser a step for every
+// byte. It returns false when the parser wants no more.
+func (lx *lexer) emit(t tok) bool {
+	switch t.kind {
+	case tOpen:
+		lx.depth++
+		if lx.depth > MaxNesting+1 {
+			return true
+		}
+	case tClose:
+		if lx.depth == 0 {
+			break // the parser reports a "}" that closes nothing
+		}
+		lx.depth--
+		if lx.depth > MaxNesting {
+			return true
+		}
+	default:
+		if lx.depth > MaxNesting {
+			return true
+		}
+	}
+	if !lx.stop && !lx.yield(t) {
+		lx.stop = true
+	}
+	return !lx.stop
 }
 
 // isInclude accepts keepalived's include variants, whose extra strictness
@@ -159,43 +230,47 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\
 // words splits a decommented line as keepalived's alloc_strvec does: white
 // space separates words, a double-quoted string is one word without its
 // quotes, and (with braces) an unquoted '{' or '}' is a tok of its own
-// wherever it appears.
-func (lx *lexer) words(text string, at tok, braces bool) []tok {
-	var toks []tok
+// wherever it appears. It gives each tok to yield, in order, until yield
+// returns false, so that a line of a million braces costs no list.
+func (lx *lexer) words(text string, at tok, braces bool, yield func(tok) bool) {
 	mk := func(kind tokKind, s string, quoted bool) tok {
 		return tok{kind: kind, text: s, quoted: quoted, file: at.file, line: at.line}
 	}
 	for i := 0; i < len(text); {
+		var t tok
 		c := text[i]
 		switch {
 		case isSpace(c):
 			i++
+			continue
 		case c == '"':
 			end := strings.IndexByte(text[i+1:], '"')
 			if end < 0 {
 				// decomment has reported it; the rest is the word.
-				toks = append(toks, mk(tWord, text[i+1:], true))
+				t = mk(tWord, text[i+1:], true)
 				i = len(text)
-				continue
+				break
 			}
-			toks = append(toks, mk(tWord, text[i+1:i+1+end], true))
+			t = mk(tWord, text[i+1:i+1+end], true)
 			i += end + 2
 		case braces && c == '{':
-			toks = append(toks, mk(tOpen, "{", false))
+			t = mk(tOpen, "{", false)
 			i++
 		case braces && c == '}':
-			toks = append(toks, mk(tClose, "}", false))
+			t = mk(tClose, "}", false)
 			i++
 		default:
 			j := i
 			for j < len(text) && !isSpace(text[j]) && text[j] != '"' && !(braces && (text[j] == '{' || text[j] == '}')) {
 				j++
 			}
-			toks = append(toks, mk(tWord, text[i:j], false))
+			t = mk(tWord, text[i:j], false)
 			i = j
 		}
+		if !yield(t) {
+			return
+		}
 	}
-	return toks
 }
 
 // include splices the files matching pattern in place of the directive.
@@ -204,11 +279,18 @@ func (lx *lexer) words(text string, at tok, braces bool) []tok {
 func (lx *lexer) include(pattern, at tok) {
 	p := at.pos("include")
 	cur := lx.stack[len(lx.stack)-1]
-	if len(lx.stack) > maxIncludeDepth {
-		lx.d.at(p, "includes nested more than %d deep", maxIncludeDepth)
+	if lx.full {
+		return // the configuration is already over MaxTotalSize
+	}
+	if len(lx.stack) > MaxIncludeDepth {
+		lx.d.at(p, "includes nested more than %d deep", MaxIncludeDepth)
 		return
 	}
-	var matches []string
+	type match struct {
+		name string
+		glob bool // found by a pattern, not named
+	}
+	var matches []match
 	for _, pat := range expandBraces(pattern.text) {
 		if !filepath.IsAbs(pat) {
 			pat = filepath.Join(filepath.Dir(cur), pat)
@@ -221,34 +303,56 @@ func (lx *lexer) include(pattern, at tok) {
 		if len(m) == 0 && !hasGlobMeta(pat) {
 			lx.d.at(p, "include %q: no such file", pattern.text)
 		}
-		matches = append(matches, m...)
+		for _, name := range m {
+			matches = append(matches, match{name, hasGlobMeta(pat)})
+		}
 	}
 	if len(matches) == 0 && hasGlobMeta(pattern.text) {
 		// keepalived's plain include allows an empty conf.d, but an
 		// operator may well have expected files there.
 		lx.d.warn(p, "include %q matches no files", pattern.text)
 	}
-	for _, m := range matches {
+	for _, mt := range matches {
+		m := mt.name
 		if i := indexOf(lx.stack, filepath.Clean(m)); i >= 0 {
 			chain := append(append([]string{}, lx.stack[i:]...), m)
 			lx.d.at(p, "include cycle: %s", strings.Join(chain, " -> "))
 			continue
 		}
-		if len(lx.d.files) >= maxFiles {
-			lx.d.at(p, "more than %d files included", maxFiles)
+		if len(lx.d.files) >= MaxFiles {
+			lx.d.at(p, "more than %d files included", MaxFiles)
 			return
 		}
-		data, err := lx.readFile(m)
-		if errors.Is(err, syscall.EISDIR) {
+		limit := min(MaxFileSize, MaxTotalSize-lx.total)
+		data, err := lx.read(m, limit)
+		switch {
+		case errors.Is(err, syscall.EISDIR) && mt.glob:
 			continue // keepalived skips directories a pattern matches
-		}
-		if err != nil {
-			lx.d.at(p, "include %q: %v", pattern.text, err)
+		case errors.Is(err, syscall.EISDIR):
+			lx.d.at(p, "include %q: %s is a directory (include %s to read the files in it)", pattern.text, m, filepath.Join(pattern.text, "*"))
+			continue
+		case errors.Is(err, ErrTooLarge) && limit < MaxFileSize:
+			lx.d.at(p, "include %q: %s: with it the configuration is larger than %s, the most xlbd reads of a file and all it includes", pattern.text, m, sizeText(MaxTotalSize))
+			lx.full = true
+			return
+		case err != nil:
+			lx.d.at(p, "include %q: %s", pattern.text, pathErr(err))
 			continue
 		}
+		lx.total += int64(len(data))
 		lx.d.files = append(lx.d.files, m)
 		lx.file(m, data)
 	}
+}
+
+// pathErr writes a file error as "FILE: what", without the operation
+// *fs.PathError puts first.
+func pathErr(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Path + ": " + pe.Err.Error()
+	}
+	return err.Error()
 }
 
 func indexOf(list []string, s string) int {
@@ -320,27 +424,38 @@ type stmt struct {
 }
 
 type stmtParser struct {
-	d    *diag
-	toks []tok
-	i    int
+	d     *diag
+	pull  func() (tok, bool) // the lexer's next token
+	ahead tok                // the token peek has seen
+	has   bool               // ahead is set
 	// unclosed is set once a missing "}" has been reported, so that
 	// every enclosing block does not report it again.
 	unclosed bool
 }
 
-func (p *stmtParser) peek() tok { return p.toks[p.i] }
+func (p *stmtParser) peek() tok {
+	if !p.has {
+		t, ok := p.pull()
+		if !ok {
+			t = tok{kind: tEOF}
+		}
+		p.ahead, p.has = t, true
+	}
+	return p.ahead
+}
 
 func (p *stmtParser) next() tok {
-	t := p.toks[p.i]
+	t := p.peek()
 	if t.kind != tEOF {
-		p.i++
+		p.has = false
 	}
 	return t
 }
 
 // stmts reads statements up to the "}" closing open (or the end of input
-// at depth 0).
-func (p *stmtParser) stmts(depth int, open tok) []*stmt {
+// at depth 0). If top is not nil it is given each statement as soon as it
+// is complete, instead of the list.
+func (p *stmtParser) stmts(depth int, open tok, top func(*stmt)) []*stmt {
 	var list []*stmt
 	for {
 		t := p.next()
@@ -365,25 +480,28 @@ func (p *stmtParser) stmts(depth int, open tok) []*stmt {
 			for p.peek().kind == tWord {
 				st.args = append(st.args, p.next())
 			}
-			// keepalived also accepts the "{" on the next line.
-			j := p.i
-			for p.toks[j].kind == tEOL {
-				j++
+			// keepalived also accepts the "{" on the next line. The line
+			// ends passed over on the way mean nothing here if none comes.
+			for p.peek().kind == tEOL {
+				p.next()
 			}
-			if p.toks[j].kind == tOpen {
-				p.i = j
+			if p.peek().kind == tOpen {
 				st.hasBlock = true
 				st.open = p.next()
 				st.block = p.block(depth, st.open)
 			}
-			list = append(list, st)
+			if top != nil {
+				top(st)
+			} else {
+				list = append(list, st)
+			}
 		}
 	}
 }
 
 func (p *stmtParser) block(depth int, open tok) []*stmt {
-	if depth+1 > maxNesting {
-		p.d.at(open.pos(""), "blocks nested more than %d deep", maxNesting)
+	if depth+1 > MaxNesting {
+		p.d.at(open.pos(""), "blocks nested more than %d deep", MaxNesting)
 		// Skip to the matching brace without recursing.
 		for n := 1; n > 0; {
 			switch p.next().kind {
@@ -397,7 +515,7 @@ func (p *stmtParser) block(depth int, open tok) []*stmt {
 		}
 		return nil
 	}
-	return p.stmts(depth+1, open)
+	return p.stmts(depth+1, open, nil)
 }
 
 // splitCommand splits a command line like keepalived's

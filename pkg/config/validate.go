@@ -486,7 +486,7 @@ func (v *validator) vrrpInstances(items []*rawNode, scripts map[string]*VRRPScri
 
 func (v *validator) vrrpInstance(n *rawNode, scripts map[string]*VRRPScript) (VRRPInstance, bool) {
 	g := v.cfg.Global
-	errs := len(v.d.errs)
+	errs := v.d.errCount()
 	vi := VRRPInstance{
 		Priority:          DefaultPriority,
 		AdvertInt:         DefaultAdvertInt,
@@ -687,7 +687,7 @@ func (v *validator) vrrpInstance(n *rawNode, scripts map[string]*VRRPScript) (VR
 	case noAcceptSet:
 		vi.Accept = !noAccept
 	}
-	return vi, len(v.d.errs) == errs
+	return vi, v.d.errCount() == errs
 }
 
 // defaultAccept is keepalived's accept mode when neither accept nor

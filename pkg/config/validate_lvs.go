@@ -21,7 +21,7 @@ func (v *validator) virtualServerGroups(items []*rawNode) map[string]bool {
 			defined[name] = true
 		}
 		g := VirtualServerGroup{Name: name, File: v.file(n.pos), Line: n.Line}
-		errs := len(v.d.errs)
+		errs := v.d.errCount()
 		for _, m := range n.items("members") {
 			if fw := m.val("fwmark"); fw != nil {
 				if m.has("address") || m.has("port") {
@@ -47,7 +47,7 @@ func (v *validator) virtualServerGroups(items []*rawNode) map[string]bool {
 		if len(n.items("members")) == 0 {
 			v.d.warn(n.pos, "virtual_server_group %q has no entries", name)
 		}
-		if named && len(v.d.errs) == errs {
+		if named && v.d.errCount() == errs {
 			v.cfg.VirtualServerGroups = append(v.cfg.VirtualServerGroups, g)
 		}
 	}
@@ -186,7 +186,7 @@ func (v *validator) virtualServers(items []*rawNode, groups map[string]bool) {
 }
 
 func (v *validator) virtualServer(n *rawNode, groups map[string]bool) (VirtualServer, bool) {
-	errs := len(v.d.errs)
+	errs := v.d.errCount()
 	vs := VirtualServer{
 		Protocol:               DefaultProtocol,
 		LBAlgo:                 DefaultLBAlgo,
@@ -322,7 +322,7 @@ func (v *validator) virtualServer(n *rawNode, groups map[string]bool) (VirtualSe
 		seen[ap] = r.pos
 		vs.RealServers = append(vs.RealServers, rs)
 	}
-	return vs, !n.Bad && len(v.d.errs) == errs
+	return vs, !n.Bad && v.d.errCount() == errs
 }
 
 // maskBits reads a contiguous IPv4 netmask ("255.255.255.0") or a prefix
@@ -346,7 +346,7 @@ func maskBits(s string) (int, bool) {
 }
 
 func (v *validator) realServer(n *rawNode, vs VirtualServer, inh inherited) (RealServer, bool) {
-	errs := len(v.d.errs)
+	errs := v.d.errCount()
 	rs := RealServer{Weight: DefaultWeight, File: v.file(n.pos), Line: n.Line}
 	if v.required(n.pos, "address", n.val("address")) {
 		rs.Address, _ = v.ip4(n.val("address"))
@@ -378,7 +378,7 @@ func (v *validator) realServer(n *rawNode, vs VirtualServer, inh inherited) (Rea
 			rs.Checkers = append(rs.Checkers, ck)
 		}
 	}
-	return rs, !n.Bad && len(v.d.errs) == errs
+	return rs, !n.Bad && v.d.errCount() == errs
 }
 
 // checkerDefaultsFor gives keepalived's defaults for what a checker leaves
@@ -396,7 +396,7 @@ func checkerDefaultsFor(t CheckerType, delayLoop time.Duration) (retry int, dela
 }
 
 func (v *validator) checker(n *rawNode, inh inherited) (Checker, bool) {
-	errs := len(v.d.errs)
+	errs := v.d.errCount()
 	typ := CheckerType(n.val(checkerField).Text)
 	c := Checker{Type: typ, File: v.file(n.pos), Line: n.Line}
 	allowed := checkerTypes[typ]
@@ -501,7 +501,7 @@ func (v *validator) checker(n *rawNode, inh inherited) (Checker, bool) {
 		f.Weight, f.Reverse = v.weight(n.node("weight"), math.MaxInt32)
 		c.FileCheck = f
 	}
-	return c, !n.Bad && len(v.d.errs) == errs
+	return c, !n.Bad && v.d.errCount() == errs
 }
 
 // checkerField holds a checker's type in the raw tree. It is not a keyword

@@ -10,6 +10,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	yamllexer "github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 )
@@ -35,10 +36,23 @@ type yamlReader struct {
 }
 
 func parseYAML(d *diag, data []byte) *rawNode {
+	if len(data) > MaxFileSize {
+		d.add(0, "", "%v", &sizeError{MaxFileSize})
+		return newNode(pos{})
+	}
+	if err := yamlShape(data, maxShape); err != nil {
+		d.add(err.line, "", "%v", err)
+		return newNode(pos{})
+	}
 	f, err := parseBytes(data)
 	if err != nil {
 		line, msg := 0, err.Error()
 		var ye yaml.Error
+		var shape *shapeError
+		if errors.As(err, &shape) {
+			d.add(shape.line, "", "%v", shape)
+			return newNode(pos{})
+		}
 		if errors.As(err, &ye) {
 			msg = ye.GetMessage()
 			line = tokenLine(ye.GetToken())
@@ -90,9 +104,16 @@ func parseBytes(data []byte) (f *ast.File, err error) {
 			f, err = nil, fmt.Errorf("YAML parser failed: %v", p)
 		}
 	}()
+	// The parser's time and memory grow with the square of the nesting
+	// and of the keys in a mapping; yamlShape has had a cheap look, and
+	// here the tokens tell exactly.
+	tokens := yamllexer.Tokenize(string(data))
+	if err := tokenShape(tokens, maxShape); err != nil {
+		return nil, err
+	}
 	// Duplicate keys are allowed here only so that the parser does not stop
 	// at the first one; the walk reports them together with everything else.
-	return parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
+	return parser.Parse(tokens, 0, parser.AllowDuplicateMapKey())
 }
 
 // root reads the top-level mapping.
@@ -105,13 +126,13 @@ func (r *yamlReader) root(n ast.Node) *rawNode {
 // is not a mapping at all, so that a list item can be dropped instead of
 // having every required key reported missing.
 func (r *yamlReader) block(n ast.Node, path string, b *block, p pos) (*rawNode, bool) {
-	errs := len(r.d.errs)
+	errs := r.d.errCount()
 	node := newNode(p)
 	entries, ok := r.mapping(n, path, b)
 	for _, e := range entries {
 		r.entry(node, e)
 	}
-	node.Bad = len(r.d.errs) != errs
+	node.Bad = r.d.errCount() != errs
 	return node, ok
 }
 
@@ -243,7 +264,7 @@ func (r *yamlReader) checker(item listItem, at pos) (*rawNode, bool) {
 		}
 		return nil, false
 	}
-	errs := len(r.d.errs)
+	errs := r.d.errCount()
 	var node *rawNode
 	if body == nil {
 		node = newNode(at)
@@ -251,7 +272,7 @@ func (r *yamlReader) checker(item listItem, at pos) (*rawNode, bool) {
 		return nil, false
 	}
 	node.setVal(checkerField, &rawValue{pos: pos{Line: nameLine, Path: path}, Text: name})
-	node.Bad = len(r.d.errs) != errs
+	node.Bad = r.d.errCount() != errs
 	return node, true
 }
 
