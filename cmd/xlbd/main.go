@@ -209,7 +209,7 @@ func formatName(format string) string {
 // ignores, settings that are probably a mistake), then what the data plane
 // will not be given (reconcile.Plan's notes).
 func warnings(cfg *config.Config) []*config.Error {
-	_, notes := reconcile.Plan(cfg)
+	_, notes, _ := reconcile.Plan(cfg)
 	return slices.Concat(cfg.Warnings, notes)
 }
 
@@ -247,7 +247,28 @@ func check(args []string, stdout, stderr io.Writer) error {
 	if *verbose {
 		fmt.Fprint(stdout, config.Dump(cfg))
 	}
-	st := reconcile.Desired(cfg)
+	// What the daemon would refuse at start, check refuses too: services
+	// given twice, and what the data plane cannot hold.
+	st, _, err := reconcile.Plan(cfg)
+	var errs []string
+	var list config.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			errs = append(errs, e.Error())
+		}
+	}
+	if err := xdp.Validate(st); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			errs = append(errs, fmt.Sprintf("%s: data plane: %s", *cfgPath, line))
+		}
+	}
+	if len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e)
+		}
+		fmt.Fprintf(stderr, "%s: %s\n", *cfgPath, plural(len(errs), "error"))
+		return errReported
+	}
 	fmt.Fprintf(stdout, "%s: OK, %s (%s), %s\n", *cfgPath,
 		plural(len(cfg.VirtualServers), "virtual server"), plural(len(st.Services), "service"), plural(len(warns), "warning"))
 	return nil

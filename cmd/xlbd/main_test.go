@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -487,6 +490,49 @@ func TestCheckShipped(t *testing.T) {
 		stdout, stderr, err := runIn(t, "check", "--config", f)
 		if err != nil || stderr != "" || !strings.HasPrefix(stdout, f+": OK") {
 			t.Errorf("check %s: err %v\nstdout:\n%s\nstderr:\n%s", f, err, stdout, stderr)
+		}
+	}
+}
+
+// check accepts exactly what the daemon accepts: more services than the
+// data plane holds, and a service two virtual servers give, are errors
+// here as they are at start, not only there.
+func TestCheckRefusesWhatTheDaemonRefuses(t *testing.T) {
+	dir := t.TempDir()
+	var many strings.Builder
+	many.WriteString("virtual_servers:\n")
+	for i := range 4097 {
+		fmt.Fprintf(&many, "  - { address: 10.60.%d.%d, port: 80, lb_algo: rr, real_servers: [{ address: 10.50.2.11, port: 80 }] }\n", i/250, 1+i%250)
+	}
+	tooMany := filepath.Join(dir, "many.yaml")
+	twice := filepath.Join(dir, "twice.conf")
+	for path, text := range map[string]string{
+		tooMany: many.String(),
+		twice: "virtual_server 10.50.1.2 80 {\n real_server 10.50.2.11 80 {\n }\n}\n" +
+			"virtual_server_group G {\n 10.50.1.1-2 80\n}\n" +
+			"virtual_server group G {\n real_server 10.50.2.12 80 {\n }\n}\n",
+	} {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		path string
+		want string
+	}{
+		{tooMany, tooMany + ": data plane: 4097 services: at most 4096 are supported"},
+		{twice, twice + ":8: group:G/TCP: service 10.50.1.2:80/TCP is given twice: virtual server 10.50.1.2:80/TCP at " +
+			twice + ":1 gives it already (IPVS refuses a service twice)"},
+	} {
+		stdout, stderr, err := runIn(t, "check", "--config", tt.path)
+		if err != errReported {
+			t.Errorf("%s: err = %v, want the errors reported", tt.path, err)
+		}
+		if len(stdout) != 0 {
+			t.Errorf("%s: stdout %q, want nothing", tt.path, stdout)
+		}
+		if !slices.Contains(strings.Split(stderr, "\n"), tt.want) {
+			t.Errorf("%s: stderr %q lacks %q", tt.path, stderr, tt.want)
 		}
 	}
 }

@@ -107,7 +107,10 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
-	state, notes := reconcile.Plan(cfg)
+	state, notes, err := reconcile.Plan(cfg)
+	if err != nil {
+		return err
+	}
 	logWarnings(log, cfg, notes)
 	ifaces := o.Interfaces
 	if len(ifaces) == 0 {
@@ -253,7 +256,10 @@ func load(ctx context.Context, path, format string, be *xdp.Backend, log *slog.L
 	if err != nil {
 		return dataplane.State{}, err
 	}
-	next, notes := reconcile.Plan(cfg)
+	next, notes, err := reconcile.Plan(cfg)
+	if err != nil {
+		return dataplane.State{}, err
+	}
 	logWarnings(log, cfg, notes)
 	if err := be.Apply(ctx, next); err != nil {
 		return dataplane.State{}, err

@@ -22,7 +22,7 @@ const MaxGroupRange = 4096
 // Desired is the data-plane state for cfg. See Plan for what it leaves
 // out.
 func Desired(cfg *config.Config) dataplane.State {
-	st, _ := Plan(cfg)
+	st, _, _ := Plan(cfg)
 	return st
 }
 
@@ -37,13 +37,16 @@ func Desired(cfg *config.Config) dataplane.State {
 //     group's fwmark entries, entries without a port (IPVS's "every port")
 //     and ranges wider than MaxGroupRange are left out with a note.
 //   - A service that another virtual server already gave (a group member
-//     repeating a plain virtual server or another member) is kept once,
-//     the first in file order, with a note: IPVS refuses the second too.
+//     repeating a plain virtual server, or another group's member) is an
+//     error, as IPVS refuses to add it; one that a group's own ranges
+//     repeat is kept once, with a note.
 //
 // A real server with port 0, which only group and fwmark services have,
 // gets the service's port, as IPVS forwards to the port the packet was
 // sent to.
-func Plan(cfg *config.Config) (dataplane.State, []*config.Error) {
+//
+// The error, a config.ErrorList, lists what makes cfg unusable.
+func Plan(cfg *config.Config) (dataplane.State, []*config.Error, error) {
 	p := planner{cfg: cfg, seen: map[svcKey]*config.VirtualServer{}}
 	p.st.Timeouts = timeouts(cfg.Global.LVSTimeouts)
 	groups := map[string]*config.VirtualServerGroup{}
@@ -69,7 +72,10 @@ func Plan(cfg *config.Config) (dataplane.State, []*config.Error) {
 			p.add(vs, vs.Address, vs.Port)
 		}
 	}
-	return p.st, p.notes
+	if len(p.errs) > 0 {
+		return p.st, p.notes, p.errs
+	}
+	return p.st, p.notes, nil
 }
 
 type svcKey struct {
@@ -82,6 +88,7 @@ type planner struct {
 	cfg   *config.Config
 	st    dataplane.State
 	notes []*config.Error
+	errs  config.ErrorList
 	seen  map[svcKey]*config.VirtualServer // which virtual server gave a service
 }
 
@@ -93,6 +100,12 @@ func (p *planner) note(vs *config.VirtualServer, format string, args ...any) {
 	// The Path is the virtual server's Key, which reads the same in both
 	// syntaxes: "group:WEB/TCP", "10.50.1.100:80/TCP".
 	p.notes = append(p.notes, &config.Error{File: file, Line: vs.Line, Path: vs.Key(), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *planner) fail(vs *config.VirtualServer, format string, args ...any) {
+	p.note(vs, format, args...)
+	p.errs = append(p.errs, p.notes[len(p.notes)-1])
+	p.notes = p.notes[:len(p.notes)-1]
 }
 
 func (p *planner) group(vs *config.VirtualServer, g *config.VirtualServerGroup) {
@@ -125,7 +138,12 @@ func (p *planner) group(vs *config.VirtualServer, g *config.VirtualServerGroup) 
 func (p *planner) add(vs *config.VirtualServer, addr netip.Addr, port uint16) {
 	k := svcKey{addr, port, vs.Protocol}
 	if first, dup := p.seen[k]; dup {
-		p.note(vs, "service %s/%s skipped: virtual server %s at %s:%d already gives it", netip.AddrPortFrom(addr, port), vs.Protocol, first.Key(), first.File, first.Line)
+		if first != vs {
+			p.fail(vs, "service %s/%s is given twice: virtual server %s at %s:%d gives it already (IPVS refuses a service twice)",
+				netip.AddrPortFrom(addr, port), vs.Protocol, first.Key(), first.File, first.Line)
+			return
+		}
+		p.note(vs, "service %s/%s skipped: the group's ranges repeat it", netip.AddrPortFrom(addr, port), vs.Protocol)
 		return
 	}
 	p.seen[k] = vs

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -66,6 +67,7 @@ func TestPlan(t *testing.T) {
 		conf  string
 		want  dataplane.State
 		notes []string
+		errs  []string // what makes the configuration unusable
 	}{
 		{
 			name: "defaults: wlc, NAT, TCP, not persistent",
@@ -193,7 +195,7 @@ func TestPlan(t *testing.T) {
 			},
 		},
 		{
-			name: "a group member repeating a virtual server, and overlapping ranges: first kept",
+			name: "a group member repeating a virtual server is an error; overlapping ranges: first kept",
 			conf: "virtual_server 10.50.1.2 80 {\n real_server 10.50.2.11 80 {\n }\n}\n" +
 				"virtual_server_group G {\n 10.50.1.1-2 80\n 10.50.1.1 80\n}\n" +
 				"virtual_server group G {\n protocol UDP\n}\n" +
@@ -206,9 +208,11 @@ func TestPlan(t *testing.T) {
 					Reals: []dataplane.Real{{Addr: addr("10.50.2.12"), Port: 80, Weight: 1}}},
 			}},
 			notes: []string{
-				`keepalived.conf:9: group:G/UDP: service 10.50.1.1:80/UDP skipped: virtual server group:G/UDP at keepalived.conf:9 already gives it`,
-				`keepalived.conf:12: group:G/TCP: service 10.50.1.2:80/TCP skipped: virtual server 10.50.1.2:80/TCP at keepalived.conf:1 already gives it`,
-				`keepalived.conf:12: group:G/TCP: service 10.50.1.1:80/TCP skipped: virtual server group:G/TCP at keepalived.conf:12 already gives it`,
+				`keepalived.conf:9: group:G/UDP: service 10.50.1.1:80/UDP skipped: the group's ranges repeat it`,
+				`keepalived.conf:12: group:G/TCP: service 10.50.1.1:80/TCP skipped: the group's ranges repeat it`,
+			},
+			errs: []string{
+				`keepalived.conf:12: group:G/TCP: service 10.50.1.2:80/TCP is given twice: virtual server 10.50.1.2:80/TCP at keepalived.conf:1 gives it already (IPVS refuses a service twice)`,
 			},
 		},
 	}
@@ -218,7 +222,19 @@ func TestPlan(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parse:\n%v", err)
 			}
-			st, notes := Plan(cfg)
+			st, notes, err := Plan(cfg)
+			var gotErrs []string
+			var list config.ErrorList
+			if errors.As(err, &list) {
+				for _, e := range list {
+					gotErrs = append(gotErrs, e.Error())
+				}
+			} else if err != nil {
+				t.Fatalf("Plan: %v is not a config.ErrorList", err)
+			}
+			if diff := cmp.Diff(tt.errs, gotErrs, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
 			if diff := cmp.Diff(tt.want, st, cmpAddr, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("state (-want +got):\n%s", diff)
 			}
@@ -240,7 +256,10 @@ func TestPlan(t *testing.T) {
 // not exist; Plan skips the virtual server with a note instead of failing.
 func TestPlanUndefinedGroup(t *testing.T) {
 	cfg := &config.Config{File: "lb.yaml", VirtualServers: []config.VirtualServer{{Group: "nope", Protocol: config.TCP, Line: 3}}}
-	st, notes := Plan(cfg)
+	st, notes, err := Plan(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(st.Services) != 0 {
 		t.Errorf("services = %v, want none", st.Services)
 	}
@@ -263,7 +282,7 @@ func TestPlanTestdata(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		st, _ := Plan(cfg)
+		st, _, _ := Plan(cfg)
 		seen := map[string]bool{}
 		for _, s := range st.Services {
 			if seen[s.Key()] {
