@@ -450,7 +450,9 @@ func TestAliasExpansionBounded(t *testing.T) {
 	if !errors.As(err, &list) || len(list) != 1 || list[0].Msg != "document too large after expanding aliases" {
 		t.Fatalf("Parse error = %v, want a single \"too large\" error", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	// Seconds on a quiet machine; expanding the aliases would take hours.
+	// The bound only tells the two apart, even on a loaded CI machine.
+	if d := time.Since(start); d > 60*time.Second {
 		t.Errorf("Parse took %v", d)
 	}
 }
