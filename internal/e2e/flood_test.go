@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/xlbd/xlbd/internal/control"
 	"github.com/xlbd/xlbd/internal/testbed"
 	"github.com/xlbd/xlbd/pkg/sched"
@@ -294,18 +291,7 @@ type verdictSnap struct {
 
 func scrapeFlood(t *testing.T, l *natLab) verdictSnap {
 	t.Helper()
-	c := l.top.LB.HTTPClient()
-	c.Timeout = 5 * time.Second
-	resp, err := c.Get("http://127.0.0.1:9469/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	families := scrapeMetrics(t, l.top.LB, "127.0.0.1:9469")
 	s := verdictSnap{verdicts: map[string]float64{}, flows: map[string]float64{}}
 	for _, m := range families["xlbd_verdict_packets_total"].GetMetric() {
 		for _, p := range m.GetLabel() {

@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/xlbd/xlbd/internal/control"
+	"github.com/xlbd/xlbd/internal/testbed"
 )
 
 // Known UDP traffic through a NAT service shows up exactly, per real, in
@@ -47,17 +49,7 @@ func TestObservability(t *testing.T) {
 	}
 	realAddr := map[string]string{"r1": "10.50.2.11:5353", "r2": "10.50.2.12:5353", "r3": "10.50.2.13:5353"}[served]
 
-	// /metrics, scraped from inside the LB's namespace.
-	resp, err := l.top.LB.HTTPClient().Get("http://127.0.0.1:9469/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	families := scrapeMetrics(t, l.top.LB, "127.0.0.1:9469")
 	got := map[string]float64{}
 	for _, name := range []string{"xlbd_real_packets_total", "xlbd_real_bytes_total", "xlbd_real_connections_total"} {
 		for _, m := range families[name].GetMetric() {
@@ -157,4 +149,22 @@ func TestObservability(t *testing.T) {
 	if _, err := control.Fetch(ctx, l.ctl); err == nil || !strings.Contains(err.Error(), "no xlbd daemon is running") {
 		t.Errorf("status without a daemon: %v", err)
 	}
+}
+
+// scrapeMetrics reads the daemon's /metrics at addr from inside ns.
+func scrapeMetrics(t *testing.T, ns *testbed.Netns, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	c := ns.HTTPClient()
+	c.Timeout = 5 * time.Second
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return families
 }

@@ -13,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/xlbd/xlbd/internal/testbed"
 )
 
@@ -384,18 +381,7 @@ func isTimeout(err error) bool {
 // is absent.
 func heldFragments(t *testing.T, top *testbed.Topology) (held map[string]float64, ok bool) {
 	t.Helper()
-	c := top.LB.HTTPClient()
-	c.Timeout = 5 * time.Second
-	resp, err := c.Get("http://" + reorderMetrics + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	families := scrapeMetrics(t, top.LB, reorderMetrics)
 	held = map[string]float64{}
 	fam, ok := families["xlbd_fragments_held_total"]
 	for _, m := range fam.GetMetric() {

@@ -2,7 +2,6 @@ package testbed
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"golang.org/x/sys/unix"
 )
 
 // ServeEcho runs, in every real, a TCP server on port that answers each
@@ -100,17 +98,11 @@ func SYNFlood(ns *Netns, dst netip.AddrPort, src netip.Prefix, n int, limit time
 		return res, fmt.Errorf("SYN flood: IPv4 only (%v from %v)", dst, src)
 	}
 	src = src.Masked()
-	var fd int
-	err := ns.Do(func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
-		return err
-	})
+	raw, err := OpenRawIPv4(ns)
 	if err != nil {
-		return res, fmt.Errorf("SYN flood from %s: raw socket: %w", ns, err)
+		return res, fmt.Errorf("SYN flood: %w", err)
 	}
-	defer unix.Close(fd)
-	to := &unix.SockaddrInet4{Addr: dst.Addr().As4()}
+	defer raw.Close()
 
 	base := src.Addr().As4()
 	hostBits := 32 - src.Bits()
@@ -154,11 +146,7 @@ func SYNFlood(ns *Netns, dst netip.AddrPort, src netip.Prefix, n int, limit time
 		if err := gopacket.SerializeLayers(buf, opts, ip, tcp); err != nil {
 			return res, fmt.Errorf("SYN flood: build packet: %w", err)
 		}
-		if err := unix.Sendto(fd, buf.Bytes(), 0, to); err != nil {
-			if errors.Is(err, unix.EINTR) {
-				i--
-				continue
-			}
+		if err := raw.Send(buf.Bytes()); err != nil {
 			res.Failed++
 			lastErr = err
 			// Mostly ENOBUFS: let the queues drain a little.
