@@ -939,7 +939,7 @@ struct gc_ctx {
 	__u64 ext;
 	__u64 lblc_exp;
 	__u32 conns, templates, nats, lblcs;
-	__u32 live, shed;
+	__u32 live, shed, frags;
 };
 
 static long gc_conn_cb(struct bpf_map *map, struct conn_key *k, struct conn_val *v, struct gc_ctx *c)
@@ -1027,7 +1027,7 @@ static long gc_frag_cb(struct bpf_map *map, struct frag_key *k, struct frag_val 
 {
 	if (c->now >= v->expires) {
 		bpf_map_delete_elem(&frags, k);
-		c->lblcs++;
+		c->frags++;
 	}
 	return 0;
 }
@@ -1051,10 +1051,9 @@ int gc(struct gc_result *res)
 	bpf_for_each_map_elem(&persist, gc_tmpl_cb, &c, 0);
 	bpf_for_each_map_elem(&nat, gc_nat_cb, &c, 0);
 	bpf_for_each_map_elem(&lblc_table, gc_lblc_cb, &c, 0);
-	res->lblcs = c.lblcs;
-	c.lblcs = 0;
 	bpf_for_each_map_elem(&frags, gc_frag_cb, &c, 0);
-	res->frags = c.lblcs;
+	res->lblcs = c.lblcs;
+	res->frags = c.frags;
 	res->conns = c.conns;
 	res->templates = c.templates;
 	res->nats = c.nats;
