@@ -74,6 +74,7 @@ type Backend struct {
 	holdDone    chan struct{}
 	shed        atomic.Uint64
 	gcDone      chan struct{}
+	resolveDone chan struct{}
 	// Adopted is set when New found the balancer's maps pinned already,
 	// left by a daemon that kept the data plane: a start that fails then
 	// leaves it in place (Close(false)) rather than releasing it.
@@ -125,6 +126,14 @@ func New(o Options) (*Backend, error) {
 	}
 	b.stopGC, b.gcDone = make(chan struct{}), make(chan struct{})
 	go b.gcLoop(time.Second)
+	if n, ok := res.(Neighbours); ok {
+		b.resolveDone = make(chan struct{})
+		tables.resolving.Store(true) // before the first Apply
+		go func() {
+			defer close(b.resolveDone)
+			tables.RunResolver(n, b.stopGC)
+		}()
+	}
 	if b.socks, err = newSockets(); err != nil {
 		b.Close(!adopted)
 		return nil, fmt.Errorf("sockets for held fragments: %w", err)
@@ -246,9 +255,14 @@ func adoptedMode(m AttachMode) AttachMode {
 	return m
 }
 
-// Apply implements dataplane.Backend.
+// Apply implements dataplane.Backend. Tables.Apply never waits on the
+// network; then, without holding anything, Apply gives the kernel at most
+// settleTime to resolve the next hops it has just been asked about, so that
+// reals that answer at once take flows when Apply returns.
 func (b *Backend) Apply(ctx context.Context, st dataplane.State) error {
-	return b.Tables.Apply(ctx, st)
+	fresh, err := b.Tables.applyFresh(ctx, st)
+	b.Tables.settle(ctx, fresh, settleTime)
+	return err
 }
 
 // Status implements dataplane.Backend.
@@ -292,6 +306,9 @@ func (b *Backend) Close(release bool) error {
 	if b.stopGC != nil {
 		close(b.stopGC)
 		<-b.gcDone
+		if b.resolveDone != nil {
+			<-b.resolveDone
+		}
 		if b.holdDone != nil {
 			<-b.holdDone
 		}

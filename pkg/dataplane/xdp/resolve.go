@@ -2,16 +2,15 @@ package xdp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"time"
 
-	"github.com/mdlayher/arp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbd/xlbd/pkg/dataplane"
 )
 
 // L2 is how to reach a real server from the balancer without the kernel:
@@ -24,19 +23,142 @@ type L2 struct {
 	MTU     int
 }
 
-// Resolver finds the L2 path to an address.
+// Resolver finds the L2 path to an address from what the host already
+// knows. It must not wait on the network: when the route is known but the
+// next hop's MAC is not, it returns a *PendingError, and the resolver task
+// (Tables.RunResolver) has the kernel resolve the neighbour.
 type Resolver interface {
 	Resolve(ctx context.Context, ip netip.Addr) (L2, error)
 }
 
-// NetlinkResolver asks the kernel's routing and neighbour tables, and
-// resolves a missing neighbour itself with ARP so that DR and TUN reals are
-// reachable at once (and NAT's fib lookups find the entry).
+// PendingError says the route to an address is known but its next hop's
+// MAC is not (yet).
+type PendingError struct {
+	Path L2         // without DstMAC
+	Next netip.Addr // the neighbour to resolve: the address itself or its gateway
+}
+
+func (e *PendingError) Error() string {
+	return fmt.Sprintf("neighbour %s (ifindex %d) not resolved yet", e.Next, e.Path.Ifindex)
+}
+
+// batcher is a Resolver that can share one reading of the neighbour table
+// among the lookups of one Apply.
+type batcher interface {
+	batch() Resolver
+}
+
+// resolverFor returns r's batch form when it has one.
+func resolverFor(r Resolver) Resolver {
+	if b, ok := r.(batcher); ok {
+		return b.batch()
+	}
+	return r
+}
+
+// lookupAll resolves every real address of st once, with one reading of
+// each neighbour table, and answers from what it found.
+func lookupAll(ctx context.Context, r Resolver, st dataplane.State) Resolver {
+	r = resolverFor(r)
+	found := lookedUp{}
+	for _, s := range st.Services {
+		for _, real := range s.Reals {
+			if _, ok := found[real.Addr]; !ok {
+				l2, err := r.Resolve(ctx, real.Addr)
+				found[real.Addr] = lookup{l2, err}
+			}
+		}
+	}
+	return found
+}
+
+type lookup struct {
+	l2  L2
+	err error
+}
+
+type lookedUp map[netip.Addr]lookup
+
+func (f lookedUp) Resolve(_ context.Context, ip netip.Addr) (L2, error) {
+	if l, ok := f[ip]; ok {
+		return l.l2, l.err
+	}
+	return L2{}, fmt.Errorf("%s was not looked up", ip)
+}
+
+// Neighbours is what the resolver task asks of the kernel's neighbour
+// table.
+type Neighbours interface {
+	// Solicit asks the kernel to resolve ip on the link, and does not wait.
+	Solicit(ifindex int, ip netip.Addr) error
+	// Subscribe sends the table's changes to ch until done is closed; it
+	// closes ch when it stops (done closed, or an error).
+	Subscribe(ch chan<- NeighEvent, done <-chan struct{}) error
+}
+
+// NeighEvent is a change of one neighbour entry.
+type NeighEvent struct {
+	Ifindex int
+	IP      netip.Addr
+	Usable  bool // has a MAC to send to
+}
+
+// usableStates are the neighbour states with a MAC to send to.
+const usableStates = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE |
+	netlink.NUD_PERMANENT | netlink.NUD_NOARP
+
+// NetlinkResolver asks the kernel's routing and neighbour tables. A
+// missing neighbour is not resolved here: Solicit has the kernel do it
+// (`ip neigh replace IP dev X use`), and Subscribe reports when it has.
 type NetlinkResolver struct {
 	Log *slog.Logger
 }
 
+var (
+	_ Resolver   = NetlinkResolver{}
+	_ Neighbours = NetlinkResolver{}
+)
+
 func (r NetlinkResolver) Resolve(ctx context.Context, ip netip.Addr) (L2, error) {
+	return r.batch().Resolve(ctx, ip)
+}
+
+func (r NetlinkResolver) batch() Resolver {
+	return &netlinkBatch{links: map[int]*netlink.LinkAttrs{}, neighs: map[int]map[netip.Addr]net.HardwareAddr{}}
+}
+
+// netlinkBatch reads each link and its neighbour table once; routes are
+// looked up per address.
+type netlinkBatch struct {
+	links  map[int]*netlink.LinkAttrs
+	neighs map[int]map[netip.Addr]net.HardwareAddr
+}
+
+func (b *netlinkBatch) link(ifindex int) (*netlink.LinkAttrs, error) {
+	if a, ok := b.links[ifindex]; ok {
+		return a, nil
+	}
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return nil, err
+	}
+	b.links[ifindex] = l.Attrs()
+	return l.Attrs(), nil
+}
+
+func (b *netlinkBatch) neigh(ifindex int, ip netip.Addr) net.HardwareAddr {
+	tbl, ok := b.neighs[ifindex]
+	if !ok {
+		if neighs, err := netlink.NeighList(ifindex, netlink.FAMILY_V4); err == nil {
+			tbl = usableNeighs(neighs)
+		}
+		b.neighs[ifindex] = tbl
+	}
+	return tbl[ip]
+}
+
+// Resolve looks up the route to ip, then the next hop's MAC.
+func (b *netlinkBatch) Resolve(ctx context.Context, ip netip.Addr) (L2, error) {
 	routes, err := netlink.RouteGet(ip.AsSlice())
 	if err != nil {
 		return L2{}, fmt.Errorf("route to %s: %w", ip, err)
@@ -48,11 +170,10 @@ func (r NetlinkResolver) Resolve(ctx context.Context, ip netip.Addr) (L2, error)
 	if rt.Type == unix.RTN_LOCAL {
 		return L2{}, fmt.Errorf("%s is a local address", ip)
 	}
-	link, err := netlink.LinkByIndex(rt.LinkIndex)
+	attrs, err := b.link(rt.LinkIndex)
 	if err != nil {
 		return L2{}, fmt.Errorf("route to %s: link %d: %w", ip, rt.LinkIndex, err)
 	}
-	attrs := link.Attrs()
 	next := ip
 	if rt.Gw != nil {
 		if gw, ok := netip.AddrFromSlice(rt.Gw); ok {
@@ -61,70 +182,69 @@ func (r NetlinkResolver) Resolve(ctx context.Context, ip netip.Addr) (L2, error)
 	}
 	src, _ := netip.AddrFromSlice(rt.Src)
 	l2 := L2{Ifindex: attrs.Index, SrcMAC: attrs.HardwareAddr, SrcIP: src.Unmap(), MTU: attrs.MTU}
-
-	if mac := neighMAC(attrs.Index, next); mac != nil {
-		l2.DstMAC = mac
+	if m := b.neigh(attrs.Index, next); m != nil {
+		l2.DstMAC = m
 		return l2, nil
 	}
-	mac, err := arpResolve(ctx, attrs.Name, next)
-	if err != nil {
-		return L2{}, fmt.Errorf("resolve %s on %s: %w", next, attrs.Name, err)
-	}
-	// Tell the kernel too: NAT's bpf_fib_lookup needs the entry, and
-	// `ip neigh` should show what we use.
-	err = netlink.NeighSet(&netlink.Neigh{
-		LinkIndex:    attrs.Index,
-		Family:       netlink.FAMILY_V4,
-		State:        netlink.NUD_REACHABLE,
-		IP:           next.AsSlice(),
-		HardwareAddr: mac,
-	})
-	if err != nil && r.Log != nil {
-		r.Log.Warn("cannot add neighbour entry", "ip", next, "dev", attrs.Name, "err", err)
-	}
-	l2.DstMAC = mac
-	return l2, nil
+	return L2{}, &PendingError{Path: l2, Next: next}
 }
 
-func neighMAC(ifindex int, ip netip.Addr) net.HardwareAddr {
-	neighs, err := netlink.NeighList(ifindex, netlink.FAMILY_V4)
-	if err != nil {
-		return nil
-	}
-	const usable = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE |
-		netlink.NUD_PERMANENT | netlink.NUD_NOARP
+// usableNeighs maps the entries of a neighbour table that have a MAC to
+// send to.
+func usableNeighs(neighs []netlink.Neigh) map[netip.Addr]net.HardwareAddr {
+	out := map[netip.Addr]net.HardwareAddr{}
 	for _, n := range neighs {
-		if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap() == ip && n.State&usable != 0 &&
-			len(n.HardwareAddr) == 6 {
-			return n.HardwareAddr
+		if a, ok := netip.AddrFromSlice(n.IP); ok && n.State&usableStates != 0 && len(n.HardwareAddr) == 6 {
+			out[a.Unmap()] = n.HardwareAddr
 		}
 	}
-	return nil
+	return out
 }
 
-func arpResolve(ctx context.Context, ifname string, ip netip.Addr) (net.HardwareAddr, error) {
-	ifi, err := net.InterfaceByName(ifname)
+// Solicit is `ip neigh replace IP dev X use`: NTF_USE makes the kernel
+// treat the entry as used (neigh_event_send), which creates it when absent
+// and, unless it is already resolved or being resolved, sends ARP
+// requests (mcast_probes of them, retrans_time apart; then FAILED). It
+// changes nothing in an entry that is usable.
+func (r NetlinkResolver) Solicit(ifindex int, ip netip.Addr) error {
+	return netlink.NeighSet(&netlink.Neigh{
+		LinkIndex: ifindex,
+		Family:    netlink.FAMILY_V4,
+		IP:        ip.AsSlice(),
+		Flags:     netlink.NTF_USE,
+	})
+}
+
+// Subscribe follows the neighbour table of the namespace the daemon runs
+// in.
+func (r NetlinkResolver) Subscribe(ch chan<- NeighEvent, done <-chan struct{}) error {
+	updates := make(chan netlink.NeighUpdate, 1024)
+	err := netlink.NeighSubscribeWithOptions(updates, done, netlink.NeighSubscribeOptions{
+		ErrorCallback: func(err error) {
+			if r.Log != nil {
+				r.Log.Debug("neighbour events", "err", err)
+			}
+		},
+	})
 	if err != nil {
-		return nil, err
+		close(ch)
+		return err
 	}
-	c, err := arp.Dial(ifi)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	var last error
-	for try := 0; try < 3; try++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	go func() {
+		defer close(ch)
+		for u := range updates {
+			a, ok := netip.AddrFromSlice(u.IP)
+			if !ok || u.Family != netlink.FAMILY_V4 {
+				continue
+			}
+			ev := NeighEvent{Ifindex: u.LinkIndex, IP: a.Unmap(),
+				Usable: u.Type == unix.RTM_NEWNEIGH && u.State&usableStates != 0 && len(u.HardwareAddr) == 6}
+			select {
+			case ch <- ev:
+			case <-done:
+				return
+			}
 		}
-		if err := c.SetDeadline(time.Now().Add(500 * time.Millisecond)); err != nil {
-			return nil, err
-		}
-		mac, err := c.Resolve(ip)
-		if err == nil {
-			return mac, nil
-		}
-		last = err
-	}
-	return nil, errors.Join(errors.New("no ARP reply"), last)
+	}()
+	return nil
 }

@@ -62,6 +62,19 @@ type Tables struct {
 	treePos map[uint32]maps.TreePos
 	// vips are the applied services' addresses, read without mu.
 	vips atomic.Pointer[map[netip.Addr]bool]
+
+	// pending are the reals whose next hop's MAC is not known yet, by id:
+	// Apply and RefreshL2 put them here, and the resolver task
+	// (RunResolver) has the kernel resolve them and publishes each one
+	// whose next hop becomes usable.
+	pending map[uint32]pendingReal
+	// published is closed, and replaced, whenever the resolver task has
+	// published.
+	published chan struct{}
+	// kick wakes the resolver task.
+	kick chan struct{}
+	// resolving says a resolver task runs.
+	resolving atomic.Bool
 }
 
 // IsVIP says whether a is the address of an applied virtual service.
@@ -87,6 +100,9 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 		lastWeight: map[uint32]int{},
 		pool:       map[svcIdent]string{},
 		treePos:    map[uint32]maps.TreePos{},
+		pending:    map[uint32]pendingReal{},
+		published:  make(chan struct{}),
+		kick:       make(chan struct{}, 1),
 	}
 	ctl, err := set.Ctl.Get()
 	if err != nil {
@@ -226,14 +242,42 @@ func validate(st dataplane.State) error {
 }
 
 // Apply writes st into the idle generation, switches to it with one write
-// of ctl, then retires what st no longer holds.
+// of ctl, then retires what st no longer holds. It never waits on the
+// network: a real whose next hop's MAC is not known yet is written
+// unreachable (weight 0 to the program; NAT reals excepted, the kernel
+// resolves theirs) and left to the resolver task.
 func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
+	_, err := t.applyFresh(ctx, st)
+	return err
+}
+
+// applyFresh is Apply, and also returns the reals it left unreachable
+// that were not pending before.
+func (t *Tables) applyFresh(ctx context.Context, st dataplane.State) ([]uint32, error) {
 	if err := validate(st); err != nil {
-		return err
+		return nil, err
 	}
+	// The lookups, one per address, are made before taking mu.
+	res := lookupAll(ctx, t.res, st)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	pend := map[uint32]pendingReal{}
+	switched := false
+	defer func() { t.takePending(pend, switched) }()
+	err := t.apply(ctx, st, res, pend, &switched)
+	var fresh []uint32
+	for id, p := range pend {
+		if _, ok := t.pending[id]; !ok && p.unusable {
+			fresh = append(fresh, id)
+		}
+	}
+	return fresh, err
+}
 
+// apply is Apply under mu, with res to find the reals' paths. It notes in
+// pend the reals whose next hop's MAC is unknown, and sets *switched when
+// the new configuration is in force.
+func (t *Tables) apply(ctx context.Context, st dataplane.State, res Resolver, pend map[uint32]pendingReal, switched *bool) error {
 	next := t.gen ^ 1
 	keepSvc := map[svcIdent]bool{}
 	keepReal := map[uint32]bool{}
@@ -283,7 +327,7 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		ids := map[realIdent]uint32{}
 		usable := map[realIdent]bool{}
 		for _, r := range s.Reals {
-			id, ok, err := t.putReal(ctx, si, sid, m, r)
+			id, ok, err := t.putReal(ctx, res, pend, si, sid, m, r, usesTree(schedKinds[schedName(s.Sched)]))
 			if err != nil {
 				return fmt.Errorf("%s: real %s: %w", s.Key(), netip.AddrPortFrom(r.Addr, r.Port), err)
 			}
@@ -443,6 +487,7 @@ func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
 		return fmt.Errorf("switch generation: %w", err)
 	}
 	t.gen = next
+	*switched = true
 
 	var errs []error
 	// Counts that changed between the build and the switch went to the old
@@ -554,8 +599,12 @@ func counters(s maps.Stats) dataplane.Counters {
 }
 
 // putReal makes sure the real has an id and an up-to-date entry. usable
-// says whether new flows may go to it (DR and TUN need its MAC).
-func (t *Tables) putReal(ctx context.Context, si svcIdent, sid uint32, m maps.Mode, r dataplane.Real) (uint32, bool, error) {
+// says whether new flows may go to it (DR and TUN need its MAC). A real
+// whose next hop's MAC res does not know yet goes into pend, for the
+// resolver task; tree says its service's scheduler reads weights from the
+// reals map (rather than from tables built of them).
+func (t *Tables) putReal(ctx context.Context, res Resolver, pend map[uint32]pendingReal, si svcIdent, sid uint32,
+	m maps.Mode, r dataplane.Real, tree bool) (uint32, bool, error) {
 	ri := realIdent{si, r.Addr, r.Port}
 	id, known := t.realIDs[ri]
 	old := t.realVals[id]
@@ -574,20 +623,25 @@ func (t *Tables) putReal(ctx context.Context, si svcIdent, sid uint32, m maps.Mo
 		Lthreshold: uint32(max(r.LThreshold, 0)),
 	}
 	usable := true
-	l2, err := t.res.Resolve(ctx, r.Addr)
+	l2, err := res.Resolve(ctx, r.Addr)
+	var unresolved *PendingError
+	waiting := errors.As(err, &unresolved)
 	switch {
 	case err == nil:
-		v.Ifindex = uint32(l2.Ifindex)
-		v.LbIp = maps.Be32(l2.SrcIP)
-		v.Mtu = uint16(min(l2.MTU, 65535))
-		copy(v.Dmac[:], l2.DstMAC)
-		copy(v.Smac[:], l2.SrcMAC)
+		v = withL2(v, l2)
 	case m == maps.ModeNAT:
 		// NAT routes with bpf_fib_lookup per packet; the kernel resolves.
 		t.log.Debug("real not resolved yet", "real", r.Addr, "err", err)
 	case known && old.Dmac != [6]uint8{}:
-		// Keep what worked before a transient failure.
+		// Keep what worked before a transient failure, or while the
+		// kernel resolves a neighbour entry it dropped.
 		v.Ifindex, v.LbIp, v.Mtu, v.Dmac, v.Smac = old.Ifindex, old.LbIp, old.Mtu, old.Dmac, old.Smac
+	case waiting:
+		usable = false
+		if _, ok := t.pending[id]; !known || !ok {
+			t.log.Warn("real server's MAC not known yet: no new flows until its neighbour resolves", "real", r.Addr,
+				"next_hop", unresolved.Next)
+		}
 	default:
 		usable = false
 		t.log.Warn("real server unreachable: no new flows until it resolves", "real", r.Addr, "err", err)
@@ -649,39 +703,94 @@ func (t *Tables) putReal(ctx context.Context, si svcIdent, sid uint32, m maps.Mo
 	}
 	t.realIDs[ri] = id
 	t.realVals[id] = v
+	if waiting {
+		pend[id] = pendingReal{ri: ri, weight: max(r.Weight, 0), unusable: !usable, tree: tree}
+	}
 	return id, usable, nil
 }
 
-// RefreshL2 resolves every DR and TUN real again and rewrites the entries
-// whose path changed (a real replaced by another machine, a new gateway, an
-// MTU change). Configuration and flows are untouched.
+// withL2 is v with the path l2.
+func withL2(v maps.RealVal, l2 L2) maps.RealVal {
+	v.Ifindex = uint32(l2.Ifindex)
+	v.LbIp = maps.Be32(l2.SrcIP)
+	v.Mtu = uint16(min(l2.MTU, 65535))
+	v.Dmac, v.Smac = [6]uint8{}, [6]uint8{}
+	copy(v.Dmac[:], l2.DstMAC)
+	copy(v.Smac[:], l2.SrcMAC)
+	return v
+}
+
+// RefreshL2 looks up every reachable DR and TUN real again and rewrites
+// the entries whose path changed (a real replaced by another machine, a
+// new gateway, an MTU change). Configuration and flows are untouched. It
+// reads the kernel's tables and never waits on the network: a real whose
+// neighbour entry is gone keeps its path and goes to the resolver task,
+// which has the kernel resolve it again. The lookups are made without mu.
 func (t *Tables) RefreshL2(ctx context.Context) error {
+	type seen struct {
+		id uint32
+		v  maps.RealVal
+	}
+	var reals []seen
+	t.mu.Lock()
+	for id, v := range t.realVals {
+		// Reals without a MAC are the resolver task's (or Apply's).
+		if v.Mode != uint32(maps.ModeNAT) && v.Dmac != [6]uint8{} {
+			reals = append(reals, seen{id, v})
+		}
+	}
+	t.mu.Unlock()
+
+	res := resolverFor(t.res)
+	found := map[uint32]L2{}
+	var waiting []uint32
+	for _, r := range reals {
+		l2, err := res.Resolve(ctx, maps.Addr(r.v.Ip))
+		var unresolved *PendingError
+		switch {
+		case err == nil:
+			found[r.id] = l2
+		case errors.As(err, &unresolved):
+			waiting = append(waiting, r.id)
+		}
+		// Anything else: keep what worked; Apply reports unreachable reals.
+	}
+
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var errs []error
-	for id, v := range t.realVals {
-		if v.Mode == uint32(maps.ModeNAT) {
+	for _, r := range reals {
+		if t.realVals[r.id] != r.v {
+			continue // changed since: an Apply or the resolver task was here
+		}
+		l2, ok := found[r.id]
+		if !ok {
 			continue
 		}
-		l2, err := t.res.Resolve(ctx, maps.Addr(v.Ip))
-		if err != nil {
-			continue // keep what worked; Apply's retry reports unreachable reals
-		}
-		nv := v
-		nv.Ifindex = uint32(l2.Ifindex)
-		nv.LbIp = maps.Be32(l2.SrcIP)
-		nv.Mtu = uint16(min(l2.MTU, 65535))
-		copy(nv.Dmac[:], l2.DstMAC)
-		copy(nv.Smac[:], l2.SrcMAC)
-		if nv == v {
+		nv := withL2(r.v, l2)
+		if nv == r.v {
 			continue
 		}
-		if err := t.set.Reals.Put(id, nv); err != nil {
+		if err := t.set.Reals.Put(r.id, nv); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		t.log.Info("real server's path changed", "real", maps.Addr(v.Ip), "mac", l2.DstMAC.String(), "ifindex", l2.Ifindex, "mtu", l2.MTU)
-		t.realVals[id] = nv
+		t.log.Info("real server's path changed", "real", maps.Addr(r.v.Ip), "mac", l2.DstMAC.String(), "ifindex", l2.Ifindex, "mtu", l2.MTU)
+		t.realVals[r.id] = nv
+	}
+	if len(waiting) > 0 {
+		byID := map[uint32]realIdent{}
+		for ri, id := range t.realIDs {
+			byID[id] = ri
+		}
+		for _, id := range waiting {
+			ri, ok := byID[id]
+			if _, pending := t.pending[id]; pending || !ok {
+				continue
+			}
+			t.pending[id] = pendingReal{ri: ri, weight: int(t.realVals[id].Weight)}
+		}
+		t.wake()
 	}
 	return errors.Join(errs...)
 }
@@ -702,12 +811,19 @@ func (t *Tables) SvcID(vip netip.Addr, port uint16, proto uint8) (uint32, bool) 
 	return id, ok
 }
 
-// Unresolved lists reals that cannot take new flows for want of a MAC.
+// Unresolved lists reals that cannot take new flows for want of a MAC and
+// that only another Apply can make reachable: those with no route, and,
+// when no resolver task runs, those whose neighbour is not resolved (the
+// task publishes those by itself).
 func (t *Tables) Unresolved() []netip.Addr {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	resolving := t.resolving.Load()
 	var out []netip.Addr
-	for _, v := range t.realVals {
+	for id, v := range t.realVals {
+		if _, ok := t.pending[id]; ok && resolving {
+			continue
+		}
 		if v.Mode != uint32(maps.ModeNAT) && v.Dmac == [6]uint8{} {
 			out = append(out, maps.Addr(v.Ip))
 		}
