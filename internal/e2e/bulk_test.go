@@ -182,6 +182,7 @@ func (r *bulkRun) run(t *testing.T, c bulkCase) {
 	d := start(t, top.LB, r.bin, append([]string{"--config", cfg, "--pin-dir", bpffs(t), "--xdp-mode", c.xdpMode,
 		"--control-socket", ctl}, lbIfs...)...)
 	waitFor(t, d, "msg=ready")
+	waitReachable(t, ctl)
 	// Runs before the daemon is stopped: what the balancer did with the
 	// packets, all of `xlbd status` when something failed.
 	t.Cleanup(func() { r.logStatus(t, ctl) })

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbd/xlbd/internal/control"
 	"github.com/xlbd/xlbd/internal/testbed"
 	"github.com/xlbd/xlbd/internal/testenv"
 	"github.com/xlbd/xlbd/pkg/maps"
@@ -98,6 +100,40 @@ func waitFor(t *testing.T, p *testbed.Process, s string) {
 	t.Helper()
 	if err := p.WaitFor(s, 20*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitReachable waits until `xlbd status` shows every real reachable. The
+// daemon is ready, or reloaded, before the kernel has resolved the
+// neighbours of new DR and TUN reals (it never waits on the network for
+// long), and until then they take no new flows: a test that counts
+// connections per real waits for them first.
+func waitReachable(t *testing.T, ctl string) {
+	t.Helper()
+	bin := xlbdBinary(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := exec.Command(bin, "status", "--json", "--control-socket", ctl).Output()
+		var missing []string
+		if err == nil {
+			var rep control.Report
+			if err = json.Unmarshal(out, &rep); err == nil {
+				for _, s := range rep.Dataplane.Services {
+					for _, r := range s.Reals {
+						if !r.Reachable {
+							missing = append(missing, r.Addr.String())
+						}
+					}
+				}
+			}
+		}
+		if err == nil && len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reals not reachable within 20 s: %v (status: %v)", missing, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -196,8 +232,10 @@ func testForwarding(t *testing.T, bin string, s scenario) {
 	if top.LBBack != top.LBFront {
 		lbIfs = append(lbIfs, "--interface", top.LBBack)
 	}
-	d := start(t, top.LB, bin, append([]string{"--config", cfg, "--pin-dir", pin, "--xdp-mode", s.xdpMode, "--control-socket", ctlSocket(t)}, lbIfs...)...)
+	ctl := ctlSocket(t)
+	d := start(t, top.LB, bin, append([]string{"--config", cfg, "--pin-dir", pin, "--xdp-mode", s.xdpMode, "--control-socket", ctl}, lbIfs...)...)
 	waitFor(t, d, "msg=ready")
+	waitReachable(t, ctl)
 
 	vip := top.VIP.String()
 	client := top.Client.HTTPClient()
@@ -274,6 +312,7 @@ func testForwarding(t *testing.T, bin string, s scenario) {
 	s.config(t, cfg, top, 4)
 	d.Signal(syscall.SIGHUP)
 	waitFor(t, d, "msg=reloaded")
+	waitReachable(t, ctl)
 	for i := 0; i < 5; i++ {
 		if got := keepAliveGet(t, conn, br); got != first {
 			t.Fatalf("long-lived connection moved from %s to %s after the pool grew", first, got)

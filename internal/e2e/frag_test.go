@@ -88,6 +88,7 @@ func testFragmented(t *testing.T, bin string, s scenario) {
 	}
 	d := start(t, top.LB, bin, append([]string{"--config", cfg, "--pin-dir", bpffs(t), "--xdp-mode", s.xdpMode, "--control-socket", ctl}, lbIfs...)...)
 	waitFor(t, d, "msg=ready")
+	waitReachable(t, ctl)
 
 	before := verdicts(t, bin, ctl)
 	t.Cleanup(func() {

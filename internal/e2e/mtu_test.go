@@ -35,8 +35,10 @@ func TestTunnelPathMTU(t *testing.T) {
 	}
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
 	s.config(t, cfg, top, 3)
-	d := start(t, top.LB, bin, "--config", cfg, "--pin-dir", bpffs(t), "--xdp-mode", "generic", "--control-socket", ctlSocket(t), "--interface", top.LBFront)
+	ctl := ctlSocket(t)
+	d := start(t, top.LB, bin, "--config", cfg, "--pin-dir", bpffs(t), "--xdp-mode", "generic", "--control-socket", ctl, "--interface", top.LBFront)
 	waitFor(t, d, "msg=ready")
+	waitReachable(t, ctl)
 
 	c, err := top.Client.Dial(context.Background(), "udp", top.VIP.String()+":53")
 	if err != nil {

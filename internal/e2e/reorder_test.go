@@ -73,6 +73,7 @@ func testReorderedFragments(t *testing.T, bin string, s scenario) {
 	d := start(t, top.LB, bin, append([]string{"--config", cfg, "--pin-dir", bpffs(t), "--xdp-mode", s.xdpMode,
 		"--control-socket", ctl, "--metrics-addr", reorderMetrics}, lbIfs...)...)
 	waitFor(t, d, "msg=ready")
+	waitReachable(t, ctl)
 
 	vip := netip.AddrPortFrom(top.VIP, 53)
 	// Small datagrams first, one flow per real (round robin): the LB
