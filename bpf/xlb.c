@@ -36,6 +36,11 @@ struct icmphdr {
 const enum verdict *unused_verdict __attribute__((unused));
 const enum lb_mode *unused_lb_mode __attribute__((unused));
 const enum sched_kind *unused_sched_kind __attribute__((unused));
+const enum svc_flags *unused_svc_flags __attribute__((unused));
+const enum real_flags *unused_real_flags __attribute__((unused));
+const enum conn_flags *unused_conn_flags __attribute__((unused));
+const enum frag_flags *unused_frag_flags __attribute__((unused));
+const enum filter_flags *unused_filter_flags __attribute__((unused));
 const struct held_frag *unused_held_frag __attribute__((unused));
 
 static __always_inline int count(enum verdict v, int action)
@@ -663,7 +668,7 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 		if (t) {
 			struct cand d;
 			int ok = tmpl_alive(t, now, cfg->tmpl_extension) && cand_get(t->real_id, &d) &&
-				 d.r->serial == t->serial && !(cfg->expire_quiescent && d.r->weight == 0);
+				 d.r->serial == t->serial && !(cfg->expire_quiescent_template && d.r->weight == 0);
 			if (!ok) {
 				real_unbind(t->real_id, t->serial, 1, 0);
 				bpf_map_delete_elem(&persist, &tk);

@@ -14,17 +14,27 @@ import (
 )
 
 type XlbConnCfg struct {
-	_               structs.HostLayout
-	TcpNext         [3][4][16]uint8
-	TcpActive       [16]uint8
-	TcpTimeout      [16]uint64
-	UdpTimeout      uint64
-	TmplExtension   uint64
-	ExpireQuiescent uint32
-	NoConnReuse     uint32
-	SloppyTcp       uint32
-	LblcExpirationS uint32
+	_                       structs.HostLayout
+	TcpNext                 [3][4][16]uint8
+	TcpActive               [16]uint8
+	TcpTimeout              [16]uint64
+	UdpTimeout              uint64
+	TmplExtension           uint64
+	ExpireQuiescentTemplate uint32
+	NoConnReuse             uint32
+	SloppyTcp               uint32
+	LblcExpirationS         uint32
 }
+
+type XlbConnFlags uint32
+
+const (
+	XlbConnFlagsCONN_F_ACTIVE   XlbConnFlags = 1
+	XlbConnFlagsCONN_F_PERSIST  XlbConnFlags = 2
+	XlbConnFlagsCONN_F_NOOUTPUT XlbConnFlags = 4
+	XlbConnFlagsCONN_F_PICKED   XlbConnFlags = 8
+	XlbConnFlagsCONN_F_ASSURED  XlbConnFlags = 16
+)
 
 type XlbConnKey struct {
 	_     structs.HostLayout
@@ -56,6 +66,20 @@ type XlbCtlVal struct {
 	Gen uint32
 	Pad uint32
 }
+
+type XlbFilterFlags uint32
+
+const (
+	XlbFilterFlagsFILTER_VIP      XlbFilterFlags = 1
+	XlbFilterFlagsFILTER_NAT_REAL XlbFilterFlags = 2
+)
+
+type XlbFragFlags uint32
+
+const (
+	XlbFragFlagsFRAG_F_REPLY XlbFragFlags = 1
+	XlbFragFlagsFRAG_F_PASS  XlbFragFlags = 2
+)
 
 type XlbFragKey struct {
 	_     structs.HostLayout
@@ -159,6 +183,12 @@ type XlbRealConns struct {
 	Overloaded uint32
 }
 
+type XlbRealFlags uint32
+
+const (
+	XlbRealFlagsREAL_F_VALID XlbRealFlags = 1
+)
+
 type XlbRealVal struct {
 	_          structs.HostLayout
 	Vip        uint32
@@ -213,6 +243,16 @@ type XlbStats struct {
 	PktsOut  uint64
 	BytesOut uint64
 }
+
+type XlbSvcFlags uint32
+
+const (
+	XlbSvcFlagsSVC_F_PERSIST     XlbSvcFlags = 1
+	XlbSvcFlagsSVC_F_FALLBACK    XlbSvcFlags = 8
+	XlbSvcFlagsSVC_F_PORT        XlbSvcFlags = 16
+	XlbSvcFlagsSVC_F_ALLPORTS    XlbSvcFlags = 4096
+	XlbSvcFlagsSVC_F_TMPL_NOPORT XlbSvcFlags = 8192
+)
 
 type XlbSvcKey struct {
 	_     structs.HostLayout
@@ -310,37 +350,42 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	XlbMapAddrFilter      = "addr_filter"
-	XlbMapConns           = "conns"
-	XlbMapCtl             = "ctl"
-	XlbMapFrags           = "frags"
-	XlbMapHeld            = "held"
-	XlbMapLblcScratch     = "lblc_scratch"
-	XlbMapLblcTable       = "lblc_table"
-	XlbMapNat             = "nat"
-	XlbMapPersist         = "persist"
-	XlbMapPickTree        = "pick_tree"
-	XlbMapPmtu            = "pmtu"
-	XlbMapRealLoad        = "real_load"
-	XlbMapRealStats       = "real_stats"
-	XlbMapRealTree        = "real_tree"
-	XlbMapReals           = "reals"
-	XlbMapRing            = "ring"
-	XlbMapRr              = "rr"
-	XlbMapServices        = "services"
-	XlbMapSvcStats        = "svc_stats"
-	XlbMapTrackCfg        = "track_cfg"
-	XlbMapVerdicts        = "verdicts"
-	XlbProgClearOverload  = "clear_overload"
-	XlbProgGc             = "gc"
-	XlbProgTrees          = "trees"
-	XlbProgXdpLb          = "xdp_lb"
-	XlbVarNowOverride     = "now_override"
-	XlbVarRandOverride    = "rand_override"
-	XlbVarUnusedHeldFrag  = "unused_held_frag"
-	XlbVarUnusedLbMode    = "unused_lb_mode"
-	XlbVarUnusedSchedKind = "unused_sched_kind"
-	XlbVarUnusedVerdict   = "unused_verdict"
+	XlbMapAddrFilter        = "addr_filter"
+	XlbMapConns             = "conns"
+	XlbMapCtl               = "ctl"
+	XlbMapFrags             = "frags"
+	XlbMapHeld              = "held"
+	XlbMapLblcScratch       = "lblc_scratch"
+	XlbMapLblcTable         = "lblc_table"
+	XlbMapNat               = "nat"
+	XlbMapPersist           = "persist"
+	XlbMapPickTree          = "pick_tree"
+	XlbMapPmtu              = "pmtu"
+	XlbMapRealLoad          = "real_load"
+	XlbMapRealStats         = "real_stats"
+	XlbMapRealTree          = "real_tree"
+	XlbMapReals             = "reals"
+	XlbMapRing              = "ring"
+	XlbMapRr                = "rr"
+	XlbMapServices          = "services"
+	XlbMapSvcStats          = "svc_stats"
+	XlbMapTrackCfg          = "track_cfg"
+	XlbMapVerdicts          = "verdicts"
+	XlbProgClearOverload    = "clear_overload"
+	XlbProgGc               = "gc"
+	XlbProgTrees            = "trees"
+	XlbProgXdpLb            = "xdp_lb"
+	XlbVarNowOverride       = "now_override"
+	XlbVarRandOverride      = "rand_override"
+	XlbVarUnusedConnFlags   = "unused_conn_flags"
+	XlbVarUnusedFilterFlags = "unused_filter_flags"
+	XlbVarUnusedFragFlags   = "unused_frag_flags"
+	XlbVarUnusedHeldFrag    = "unused_held_frag"
+	XlbVarUnusedLbMode      = "unused_lb_mode"
+	XlbVarUnusedRealFlags   = "unused_real_flags"
+	XlbVarUnusedSchedKind   = "unused_sched_kind"
+	XlbVarUnusedSvcFlags    = "unused_svc_flags"
+	XlbVarUnusedVerdict     = "unused_verdict"
 )
 
 // LoadXlb returns the embedded CollectionSpec for Xlb.
@@ -422,12 +467,17 @@ type XlbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XlbVariableSpecs struct {
-	NowOverride     *ebpf.VariableSpec `ebpf:"now_override"`
-	RandOverride    *ebpf.VariableSpec `ebpf:"rand_override"`
-	UnusedHeldFrag  *ebpf.VariableSpec `ebpf:"unused_held_frag"`
-	UnusedLbMode    *ebpf.VariableSpec `ebpf:"unused_lb_mode"`
-	UnusedSchedKind *ebpf.VariableSpec `ebpf:"unused_sched_kind"`
-	UnusedVerdict   *ebpf.VariableSpec `ebpf:"unused_verdict"`
+	NowOverride       *ebpf.VariableSpec `ebpf:"now_override"`
+	RandOverride      *ebpf.VariableSpec `ebpf:"rand_override"`
+	UnusedConnFlags   *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
+	UnusedFilterFlags *ebpf.VariableSpec `ebpf:"unused_filter_flags"`
+	UnusedFragFlags   *ebpf.VariableSpec `ebpf:"unused_frag_flags"`
+	UnusedHeldFrag    *ebpf.VariableSpec `ebpf:"unused_held_frag"`
+	UnusedLbMode      *ebpf.VariableSpec `ebpf:"unused_lb_mode"`
+	UnusedRealFlags   *ebpf.VariableSpec `ebpf:"unused_real_flags"`
+	UnusedSchedKind   *ebpf.VariableSpec `ebpf:"unused_sched_kind"`
+	UnusedSvcFlags    *ebpf.VariableSpec `ebpf:"unused_svc_flags"`
+	UnusedVerdict     *ebpf.VariableSpec `ebpf:"unused_verdict"`
 }
 
 // XlbObjects contains all objects after they have been loaded into the kernel.
@@ -503,12 +553,17 @@ func (m *XlbMaps) Close() error {
 //
 // It can be passed to LoadXlbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XlbVariables struct {
-	NowOverride     *ebpf.Variable `ebpf:"now_override"`
-	RandOverride    *ebpf.Variable `ebpf:"rand_override"`
-	UnusedHeldFrag  *ebpf.Variable `ebpf:"unused_held_frag"`
-	UnusedLbMode    *ebpf.Variable `ebpf:"unused_lb_mode"`
-	UnusedSchedKind *ebpf.Variable `ebpf:"unused_sched_kind"`
-	UnusedVerdict   *ebpf.Variable `ebpf:"unused_verdict"`
+	NowOverride       *ebpf.Variable `ebpf:"now_override"`
+	RandOverride      *ebpf.Variable `ebpf:"rand_override"`
+	UnusedConnFlags   *ebpf.Variable `ebpf:"unused_conn_flags"`
+	UnusedFilterFlags *ebpf.Variable `ebpf:"unused_filter_flags"`
+	UnusedFragFlags   *ebpf.Variable `ebpf:"unused_frag_flags"`
+	UnusedHeldFrag    *ebpf.Variable `ebpf:"unused_held_frag"`
+	UnusedLbMode      *ebpf.Variable `ebpf:"unused_lb_mode"`
+	UnusedRealFlags   *ebpf.Variable `ebpf:"unused_real_flags"`
+	UnusedSchedKind   *ebpf.Variable `ebpf:"unused_sched_kind"`
+	UnusedSvcFlags    *ebpf.Variable `ebpf:"unused_svc_flags"`
+	UnusedVerdict     *ebpf.Variable `ebpf:"unused_verdict"`
 }
 
 // XlbPrograms contains all programs after they have been loaded into the kernel.

@@ -36,12 +36,16 @@ enum sched_kind {
 	SCHED_LBLCR = 12,
 };
 
-/* Service flags, as IPVS numbers them where it has them. */
-#define SVC_F_PERSIST 0x0001
-#define SVC_F_FALLBACK 0x0008 /* sh-fallback, mh-fallback */
-#define SVC_F_PORT 0x0010     /* sh-port, mh-port */
-#define SVC_F_ALLPORTS 0x1000 /* port 0: every port of the VIP */
-#define SVC_F_TMPL_NOPORT 0x2000 /* templates have port 0 (port-0 and FTP services) */
+/* Service flags, as IPVS numbers them where it has them. The flag sets are
+ * enums so that bpf2go gives user space the same values (pkg/maps); the
+ * fields that hold them stay fixed-size integers, as pinned maps expect. */
+enum svc_flags {
+	SVC_F_PERSIST = 0x0001,
+	SVC_F_FALLBACK = 0x0008,    /* sh-fallback, mh-fallback */
+	SVC_F_PORT = 0x0010,	    /* sh-port, mh-port */
+	SVC_F_ALLPORTS = 0x1000,    /* port 0: every port of the VIP */
+	SVC_F_TMPL_NOPORT = 0x2000, /* templates have port 0 (port-0 and FTP services) */
+};
 
 /* Why a packet got the verdict it got; counted per CPU, summed by user space. */
 enum verdict {
@@ -92,19 +96,25 @@ struct conn_cfg {
 	__u8 tcp_active[TCP_STATES];	 /* the state counts in activeconns */
 	__u64 tcp_timeout[TCP_STATES];	 /* ns */
 	__u64 udp_timeout;
-	__u64 tmpl_extension;	/* a template still in use is pushed back by this */
-	__u32 expire_quiescent; /* sysctl expire_quiescent_template */
-	__u32 no_conn_reuse;	/* sysctl conn_reuse_mode 0 */
+	__u64 tmpl_extension; /* a template still in use is pushed back by this */
+	/* IPVS's sysctls of the same names (lb.yaml's lvs_sysctl). */
+	__u32 expire_quiescent_template;
+	/* conn_reuse_mode 0, inverted so that a track_cfg written by an older
+	 * xlbd (adopted until the first apply) keeps IPVS's default, 1. */
+	__u32 no_conn_reuse;
 	__u32 sloppy_tcp;
-	__u32 lblc_expiration_s;
+	__u32 lblc_expiration_s; /* lblc_expiration, also used for lblcr */
 };
 
 /* A first look that costs one array read instead of a hash lookup: a byte
  * per hash bucket of IPv4 addresses says whether a VIP (as destination) or
  * a NAT real server (as source) may have an address in it. */
 #define FILTER_BITS 16
-#define FILTER_VIP 1
-#define FILTER_NAT_REAL 2
+
+enum filter_flags {
+	FILTER_VIP = 1,
+	FILTER_NAT_REAL = 2,
+};
 
 struct svc_key {
 	__be32 vip;
@@ -116,7 +126,7 @@ struct svc_key {
 struct svc_val {
 	__u32 id;	/* index into svc_stats and rr */
 	__u32 sched;	/* enum sched_kind */
-	__u32 flags;	/* SVC_F_* */
+	__u32 flags;	/* enum svc_flags */
 	__u32 mode;	/* enum lb_mode */
 	__u32 tab_off;	/* sequence or hash table in ring, from the active half */
 	__u32 tab_len;	/* 0: no real server can take new flows */
@@ -127,7 +137,9 @@ struct svc_val {
 	__u64 persist_timeout; /* ns; 0: not persistent */
 };
 
-#define REAL_F_VALID 1
+enum real_flags {
+	REAL_F_VALID = 1,
+};
 
 /* One real server of one service. The id is stable for as long as the real
  * stays configured, so flows and counters survive unrelated changes. */
@@ -179,18 +191,20 @@ struct tmpl_key {
 	__u8 pad;
 };
 
-#define CONN_F_ACTIVE 1	   /* counted in activeconns, else inactconns */
-#define CONN_F_PERSIST 2   /* created through a template */
-#define CONN_F_NOOUTPUT 4  /* no reply seen yet: input-only state table */
-#define CONN_F_PICKED 8    /* the scheduler chose the real (no template) */
-#define CONN_F_ASSURED 16  /* TCP: established once; UDP: a reply or a second packet */
+enum conn_flags {
+	CONN_F_ACTIVE = 1,   /* counted in activeconns, else inactconns */
+	CONN_F_PERSIST = 2,  /* created through a template */
+	CONN_F_NOOUTPUT = 4, /* no reply seen yet: input-only state table */
+	CONN_F_PICKED = 8,   /* the scheduler chose the real (no template) */
+	CONN_F_ASSURED = 16, /* TCP: established once; UDP: a reply or a second packet */
+};
 
 struct conn_val {
 	__u32 real_id;
 	__u32 serial;
 	__u64 expires; /* ns: when the entry times out unless a packet comes */
 	__u32 state;   /* IPVS TCP state; 0 for UDP */
-	__u32 flags;   /* CONN_F_* */
+	__u32 flags;   /* enum conn_flags */
 	__u32 dead;    /* set by whoever retires the entry, once */
 	__u32 pad;
 	struct tmpl_key tk;
@@ -382,15 +396,18 @@ struct frag_key {
 	__u8 pad;
 };
 
-#define FRAG_F_REPLY 1 /* a NAT reply: the source becomes addr */
-#define FRAG_F_PASS 2  /* the first fragment was left to the kernel: so are the rest */
+/* Bits 8 and up of frag_val.flags hold the first fragment's verdict. */
+enum frag_flags {
+	FRAG_F_REPLY = 1, /* a NAT reply: the source becomes addr */
+	FRAG_F_PASS = 2,  /* the first fragment was left to the kernel: so are the rest */
+};
 
 struct frag_val {
 	__u32 real_id;
 	__u32 serial;
 	__u64 expires; /* ns: the kernel's reassembly timeout (ipfrag_time, 30 s) */
 	__be32 addr;   /* NAT: the new destination (the real), or source (the VIP) */
-	__u32 flags;   /* FRAG_F_* */
+	__u32 flags;   /* enum frag_flags, the verdict from bit 8 */
 	__u32 ifindex; /* NAT: where the first fragment was sent, and how */
 	__u8 dmac[6];
 	__u8 smac[6];

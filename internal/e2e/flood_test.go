@@ -17,6 +17,7 @@ import (
 
 	"github.com/xlbd/xlbd/internal/control"
 	"github.com/xlbd/xlbd/internal/testbed"
+	"github.com/xlbd/xlbd/pkg/maps"
 	"github.com/xlbd/xlbd/pkg/sched"
 )
 
@@ -348,7 +349,6 @@ func connTableSummary(t *testing.T, pin string) string {
 	if err := json.Unmarshal(out, &entries); err != nil {
 		return fmt.Sprintf("(bpftool output: %v)", err)
 	}
-	const assured = 16 // CONN_F_ASSURED in bpf/xlb_maps.h
 	count := map[string]int{}
 	for _, e := range entries {
 		var v val
@@ -358,7 +358,7 @@ func connTableSummary(t *testing.T, pin string) string {
 			return fmt.Sprintf("(bpftool entry %s: %v)", e.Value, err)
 		}
 		k := sched.TCPState(v.State).String()
-		if v.Flags&assured != 0 {
+		if v.Flags&maps.ConnAssured != 0 {
 			k += " assured"
 		}
 		if v.Dead != 0 {

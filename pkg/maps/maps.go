@@ -52,16 +52,35 @@ const (
 	SchedLBLCR    = SchedKind(xbpf.XlbSchedKindSCHED_LBLCR)
 )
 
-// Service flags, as in bpf/xlb_maps.h.
+// Flag sets of bpf/xlb_maps.h, typed as the fields that hold them.
+
+// Service flags (svc_val.flags).
 const (
-	SvcPersist  = 0x0001
-	SvcFallback = 0x0008
-	SvcPort     = 0x0010
+	SvcPersist  = uint32(xbpf.XlbSvcFlagsSVC_F_PERSIST)
+	SvcFallback = uint32(xbpf.XlbSvcFlagsSVC_F_FALLBACK)
+	SvcPort     = uint32(xbpf.XlbSvcFlagsSVC_F_PORT)
 	// SvcAllPorts marks a port-0 service, which takes every port.
-	SvcAllPorts = 0x1000
+	SvcAllPorts = uint32(xbpf.XlbSvcFlagsSVC_F_ALLPORTS)
 	// SvcTmplNoPort makes persistence templates with port 0: port-0
 	// services and FTP (port 21) share one per client and VIP.
-	SvcTmplNoPort = 0x2000
+	SvcTmplNoPort = uint32(xbpf.XlbSvcFlagsSVC_F_TMPL_NOPORT)
+)
+
+// Connection flags (conn_val.flags).
+const (
+	ConnActive   = uint32(xbpf.XlbConnFlagsCONN_F_ACTIVE)
+	ConnPersist  = uint32(xbpf.XlbConnFlagsCONN_F_PERSIST)
+	ConnNoOutput = uint32(xbpf.XlbConnFlagsCONN_F_NOOUTPUT)
+	ConnPicked   = uint32(xbpf.XlbConnFlagsCONN_F_PICKED)
+	ConnAssured  = uint32(xbpf.XlbConnFlagsCONN_F_ASSURED)
+)
+
+// Fragment flags (frag_val.flags; bits 8 and up hold a verdict).
+const (
+	// FragReply: a NAT reply, whose source becomes the entry's address.
+	FragReply = uint32(xbpf.XlbFragFlagsFRAG_F_REPLY)
+	// FragPass: the first fragment went to the kernel, so do the rest.
+	FragPass = uint32(xbpf.XlbFragFlagsFRAG_F_PASS)
 )
 
 // NoReal marks an empty slot in a scheduler table.
@@ -88,8 +107,8 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", uint32(m))
 }
 
-// RealValid marks a reals entry in use.
-const RealValid = 1
+// RealValid marks a reals entry in use (real_val.flags).
+const RealValid = uint8(xbpf.XlbRealFlagsREAL_F_VALID)
 
 // Aliases of the generated key and value types, so users need not import
 // the bpf package.

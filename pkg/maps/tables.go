@@ -319,11 +319,11 @@ func (g *GC) Run() (GCResult, error) {
 	return res, err
 }
 
-// Filter bits, as in bpf/xlb.c.
+// Filter bits (addr_filter's values).
 const (
-	FilterVIP     = 1
-	FilterNATReal = 2
-	filterBits    = 16
+	FilterVIP     = uint8(xbpf.XlbFilterFlagsFILTER_VIP)
+	FilterNATReal = uint8(xbpf.XlbFilterFlagsFILTER_NAT_REAL)
+	filterBits    = 16 // FILTER_BITS
 )
 
 // Bucket is the filter slot of an address, computed as the program does.

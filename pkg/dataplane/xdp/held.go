@@ -19,12 +19,6 @@ import (
 	"github.com/xlbd/xlbd/pkg/maps"
 )
 
-// Fragment flags, as in bpf/xlb_maps.h.
-const (
-	fragReply = 1 // a NAT reply: the source becomes addr
-	fragPass  = 2 // the first fragment went to the kernel: so do the rest
-)
-
 // HoldWait is how long a held fragment waits for its datagram's first
 // fragment. The real's kernel would wait 30 s for the rest of a datagram;
 // a reordered fragment is a few packets early, not seconds.
@@ -248,11 +242,11 @@ func placeFragment(frame []byte, fv maps.FragVal, r maps.RealVal) (ifindex int, 
 		out = append([]byte(nil), frame[:14+tot]...)
 		o := out[14:]
 		at := 16
-		if fv.Flags&fragReply != 0 {
+		if fv.Flags&maps.FragReply != 0 {
 			at = 12
 		}
 		binary.NativeEndian.PutUint32(o[at:at+4], fv.Addr)
-		if fv.Flags&fragPass != 0 {
+		if fv.Flags&maps.FragPass != 0 {
 			setIPChecksum(o[:hlen])
 			return 0, out, true, nil
 		}
