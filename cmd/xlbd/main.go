@@ -1,8 +1,8 @@
 // Command xlbd is Keepalived rebuilt for the eBPF era: a layer-4 load
 // balancer forwarding with XDP.
 //
-//	xlbd --config lb.yaml [--config-format yaml|keepalived] [--interface IF]... [--pin-dir DIR] [--xdp-mode auto|native|generic]
-//	xlbd check --config FILE [--config-format yaml|keepalived] [-v]
+//	xlbd --config lb.yaml [--config-format yaml|keepalived] [--dataplane xdp] [--interface IF]... [--pin-dir DIR] [--xdp-mode auto|native|generic]
+//	xlbd check --config FILE [--config-format yaml|keepalived] [--dataplane xdp] [-v]
 //	xlbd convert [--config-format yaml|keepalived] keepalived.conf > lb.yaml
 //	xlbd status [--json]
 //	xlbd decap --interface IF [--xdp-mode auto|native|generic]
@@ -29,6 +29,8 @@ import (
 	"github.com/xlbd/xlbd/internal/control"
 	"github.com/xlbd/xlbd/internal/daemon"
 	"github.com/xlbd/xlbd/pkg/config"
+	"github.com/xlbd/xlbd/pkg/dataplane"
+	"github.com/xlbd/xlbd/pkg/dataplane/registry"
 	"github.com/xlbd/xlbd/pkg/dataplane/xdp"
 	"github.com/xlbd/xlbd/pkg/decap"
 	"github.com/xlbd/xlbd/pkg/maps"
@@ -80,6 +82,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var ifaces listFlag
 	cfgPath := fs.String("config", "/etc/xlbd/lb.yaml", "configuration file: lb.yaml, or keepalived.conf as is")
 	cfgFormat := formatFlag(fs)
+	dpName := dataplaneFlag(fs)
 	fs.Var(&ifaces, "interface", "interface to balance on (repeatable; default: every interface that is up, has IPv4 and is not loopback)")
 	pinDir := fs.String("pin-dir", maps.DefaultPinDir, "where BPF maps and links are pinned (a bpffs is mounted there if none is); one daemon per directory, which it locks")
 	mode := fs.String("xdp-mode", "auto", "auto, native or generic")
@@ -97,6 +100,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if *connTable < 64 || *connTable > 1<<26 {
 		return fmt.Errorf("--conn-table-size %d: want 64 to %d", *connTable, 1<<26)
+	}
+	if _, err := lookupDataplane(*dpName); err != nil {
+		return err
 	}
 	am, err := xdp.ParseAttachMode(*mode)
 	if err != nil {
@@ -120,12 +126,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	return daemon.Run(ctx, daemon.Options{
-		ConfigPath:    *cfgPath,
-		ConfigFormat:  *cfgFormat,
-		Interfaces:    ifaces,
-		PinDir:        *pinDir,
-		XDPMode:       am,
-		ConnTableSize: uint32(*connTable),
+		ConfigPath:   *cfgPath,
+		ConfigFormat: *cfgFormat,
+		Interfaces:   ifaces,
+		PinDir:       *pinDir,
+		Dataplane:    *dpName,
+		Backend: registry.Options{
+			XDP: xdp.Options{Mode: am, ConnTableSize: uint32(*connTable)},
+		},
 		DontRelease:   *dontRelease,
 		PidFile:       *pidFile,
 		MetricsAddr:   *metricsAddr,
@@ -142,6 +150,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 // formatFlag adds --config-format to fs.
 func formatFlag(fs *flag.FlagSet) *string {
 	return fs.String("config-format", config.FormatAuto, "syntax of the configuration: yaml or keepalived (default: yaml for .yaml and .yml files, keepalived otherwise)")
+}
+
+// lookupDataplane finds a --dataplane backend; tests put in backends that
+// can do less.
+var lookupDataplane = registry.Lookup
+
+// dataplaneFlag adds --dataplane to fs.
+func dataplaneFlag(fs *flag.FlagSet) *string {
+	return fs.String("dataplane", registry.Default, "the data plane that forwards: "+strings.Join(registry.Names(), " or "))
 }
 
 // parseArgs is fs.Parse that also takes flags after positional arguments
@@ -207,9 +224,9 @@ func formatName(format string) string {
 
 // warnings are every warning about cfg: the parser's (keywords xlbd
 // ignores, settings that are probably a mistake), then what the data plane
-// will not be given (reconcile.Plan's notes).
-func warnings(cfg *config.Config) []*config.Error {
-	_, notes, _ := reconcile.Plan(cfg)
+// will not be given (reconcile.PlanFor's notes).
+func warnings(cfg *config.Config, caps dataplane.Capabilities) []*config.Error {
+	_, notes, _ := reconcile.PlanFor(cfg, &caps)
 	return slices.Concat(cfg.Warnings, notes)
 }
 
@@ -228,6 +245,7 @@ func check(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "/etc/xlbd/lb.yaml", "configuration file to validate: lb.yaml, or keepalived.conf")
 	format := formatFlag(fs)
+	dpName := dataplaneFlag(fs)
 	verbose := fs.Bool("v", false, "also print the configuration as xlbd resolves it (lb.yaml with every default spelled out)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -236,38 +254,36 @@ func check(args []string, stdout, stderr io.Writer) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("check: unexpected argument %q (the file is given with --config)", pos[0])
 	}
+	dp, err := lookupDataplane(*dpName)
+	if err != nil {
+		return err
+	}
+	caps := dp.Capabilities()
 	cfg, err := loadConfig(*cfgPath, *format, stderr)
 	if err != nil {
 		return err
 	}
-	warns := warnings(cfg)
+	warns := warnings(cfg, caps)
 	for _, w := range warns {
 		fmt.Fprintln(stderr, w.Warning())
 	}
 	if *verbose {
 		fmt.Fprint(stdout, config.Dump(cfg))
 	}
-	// What the daemon would refuse at start, check refuses too: services
-	// given twice, and what the data plane cannot hold.
-	st, _, err := reconcile.Plan(cfg)
-	var errs []string
+	// What the daemon would refuse at start, check refuses too, by the
+	// same function: services given twice, and what the data plane cannot
+	// run or hold.
+	st, _, err := reconcile.PlanFor(cfg, &caps)
 	var list config.ErrorList
 	if errors.As(err, &list) {
 		for _, e := range list {
-			errs = append(errs, e.Error())
-		}
-	}
-	if err := xdp.Validate(st); err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			errs = append(errs, fmt.Sprintf("%s: data plane: %s", *cfgPath, line))
-		}
-	}
-	if len(errs) > 0 {
-		for _, e := range errs {
 			fmt.Fprintln(stderr, e)
 		}
-		fmt.Fprintf(stderr, "%s: %s\n", *cfgPath, plural(len(errs), "error"))
+		fmt.Fprintf(stderr, "%s: %s\n", *cfgPath, plural(len(list), "error"))
 		return errReported
+	}
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "%s: OK, %s (%s), %s\n", *cfgPath,
 		plural(len(cfg.VirtualServers), "virtual server"), plural(len(st.Services), "service"), plural(len(warns), "warning"))

@@ -110,11 +110,11 @@ func TestCheck(t *testing.T) {
 			stderr: notImplementedWarnings,
 		},
 		{
-			name:   "fwmark virtual server: the parser's warning, no service",
+			name:   "fwmark virtual server: the data plane's warning, no service",
 			args:   []string{"--config", ka + "12-fwmark.conf"},
 			stdout: []string{ka + "12-fwmark.conf: OK, 1 virtual server (0 services), 1 warning"},
 			stderr: []string{
-				ka + "12-fwmark.conf:3: warning: virtual_server[fwmark 5]: xlbd's XDP data plane cannot balance fwmark virtual servers (firewall marks are not visible to XDP); this one is only checked",
+				ka + "12-fwmark.conf:3: warning: fwmark:5: the XDP data plane cannot match firewall marks; this one is only checked",
 			},
 		},
 		{
@@ -520,7 +520,7 @@ func TestCheckRefusesWhatTheDaemonRefuses(t *testing.T) {
 		path string
 		want string
 	}{
-		{tooMany, tooMany + ": data plane: 4097 services: at most 4096 are supported"},
+		{tooMany, tooMany + ":4098: 10.60.16.97:80/TCP: 4097 services in all: the XDP data plane holds at most 4096 (this virtual server goes over)"},
 		{twice, twice + ":8: group:G/TCP: service 10.50.1.2:80/TCP is given twice: virtual server 10.50.1.2:80/TCP at " +
 			twice + ":1 gives it already (IPVS refuses a service twice)"},
 	} {

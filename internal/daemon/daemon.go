@@ -1,15 +1,18 @@
-// Package daemon is xlbd's main loop: read the configuration, bring up the
+// Package daemon is xlbd's daemon: read the configuration, bring up the
 // data plane, keep it in step with the configuration until told to stop.
+// Once started it is a set of tasks under one supervisor (supervise.go):
+// the configuration reloader, the data-plane applier, the metrics server
+// and the control socket; health checkers and VRRP instances join them.
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -20,7 +23,7 @@ import (
 	"github.com/xlbd/xlbd/internal/control"
 	"github.com/xlbd/xlbd/pkg/config"
 	"github.com/xlbd/xlbd/pkg/dataplane"
-	"github.com/xlbd/xlbd/pkg/dataplane/xdp"
+	"github.com/xlbd/xlbd/pkg/dataplane/registry"
 	"github.com/xlbd/xlbd/pkg/metrics"
 	"github.com/xlbd/xlbd/pkg/reconcile"
 )
@@ -34,13 +37,14 @@ type Options struct {
 	ConfigFormat string
 	Interfaces   []string // empty: DefaultInterfaces
 	PinDir       string
-	XDPMode      xdp.AttachMode
-	// ConnTableSize is the number of entries of the connection and NAT
-	// tables (0: maps.DefaultConnTableSize).
-	ConnTableSize uint32
-	// DontRelease leaves the XDP links and maps pinned on exit, for the
-	// next daemon to adopt: a restart then loses no flow (keepalived's
-	// --dont-release-ipvs).
+	// Dataplane names the backend in the registry (--dataplane; "":
+	// registry.Default); Backend holds each backend's own settings.
+	// Interfaces, PinDir and Log are filled in from the fields here.
+	Dataplane string
+	Backend   registry.Options
+	// DontRelease leaves the data plane (XDP links and maps pinned) on
+	// exit, for the next daemon to adopt: a restart then loses no flow
+	// (keepalived's --dont-release-ipvs).
 	DontRelease bool
 	PidFile     string
 	// MetricsAddr serves /metrics ("" turns it off).
@@ -95,23 +99,72 @@ func CheckInterfaces(names []string) error {
 // Run serves until ctx ends. A value on reload re-reads the
 // configuration; a bad file is logged and the running one kept.
 func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
-	log := o.Log
-	if log == nil {
-		log = slog.Default()
+	return runWith(ctx, o, reload, hooks{})
+}
+
+// hooks replace, in tests, what the daemon would otherwise read or build.
+type hooks struct {
+	load    func(path, format string) (*config.Config, error) // config.LoadFormat
+	backend *registry.Backend                                 // the registry's for o.Dataplane
+	// reloadTimeout is ReloadTimeout unless set.
+	reloadTimeout time.Duration
+}
+
+// daemon is one run of the daemon.
+type daemon struct {
+	o             Options
+	log           *slog.Logger
+	notify        func(string)
+	load          func(path, format string) (*config.Config, error)
+	kind          registry.Backend
+	reloadTimeout time.Duration
+
+	// Set as the daemon starts.
+	be       dataplane.Backend
+	apply    *applier
+	metricsL net.Listener // bound at start; the metrics task takes it
+	ctl      *control.Server
+	m        *metrics.Metrics
+	info     *runInfo
+}
+
+func runWith(ctx context.Context, o Options, reload <-chan struct{}, h hooks) error {
+	d := &daemon{o: o, log: o.Log, notify: o.Notify, load: h.load, reloadTimeout: h.reloadTimeout}
+	if d.log == nil {
+		d.log = slog.Default()
 	}
-	notify := o.Notify
-	if notify == nil {
-		notify = func(string) {}
+	if d.notify == nil {
+		d.notify = func(string) {}
 	}
-	cfg, err := config.LoadFormat(o.ConfigPath, o.ConfigFormat)
+	if d.load == nil {
+		d.load = config.LoadFormat
+	}
+	if d.reloadTimeout == 0 {
+		d.reloadTimeout = ReloadTimeout
+	}
+	if h.backend != nil {
+		d.kind = *h.backend
+	} else {
+		var err error
+		if d.kind, err = registry.Lookup(cmp.Or(o.Dataplane, registry.Default)); err != nil {
+			return err
+		}
+	}
+	return d.run(ctx, reload)
+}
+
+// run starts the daemon, then supervises its tasks until ctx ends or one
+// of them fails.
+func (d *daemon) run(ctx context.Context, reload <-chan struct{}) error {
+	o := d.o
+	// The configuration is judged against what the chosen backend can do
+	// before anything is touched: a start refuses what `xlbd check`
+	// refuses.
+	state, warns, err := d.plan(d.kind.Capabilities())
 	if err != nil {
 		return err
 	}
-	state, notes, err := reconcile.Plan(cfg)
-	if err != nil {
-		return err
-	}
-	logWarnings(log, cfg, notes)
+	logWarnings(d.log, warns)
 	ifaces := o.Interfaces
 	if len(ifaces) == 0 {
 		if ifaces, err = DefaultInterfaces(); err != nil {
@@ -132,146 +185,155 @@ func Run(ctx context.Context, o Options, reload <-chan struct{}) error {
 	loaded := false
 	defer func() { lock.release(!loaded) }()
 	if o.PidFile != "" {
-		pf, err := claimPidFile(o.PidFile, log)
+		pf, err := claimPidFile(o.PidFile, d.log)
 		if err != nil {
 			return err
 		}
 		defer pf.remove()
 	}
-	var metricsL net.Listener
 	if o.MetricsAddr != "" {
-		if metricsL, err = listenMetrics(o.MetricsAddr); err != nil {
+		if d.metricsL, err = listenMetrics(o.MetricsAddr); err != nil {
 			return err
 		}
-		defer metricsL.Close()
+		defer d.metricsL.Close()
 	}
-	var ctl *control.Server
 	if o.ControlSocket != "" {
-		if ctl, err = control.Listen(o.ControlSocket); err != nil {
+		if d.ctl, err = control.Listen(o.ControlSocket); err != nil {
 			return err
 		}
-		defer ctl.Close()
+		// Stop answering before the data plane goes.
+		defer d.ctl.Close()
 	}
 
 	loaded = true
-	be, err := xdp.New(xdp.Options{PinDir: o.PinDir, Interfaces: ifaces, Mode: o.XDPMode, ConnTableSize: o.ConnTableSize, Log: log})
-	if err != nil {
+	bo := o.Backend
+	bo.Interfaces, bo.Log = ifaces, d.log
+	bo.XDP.PinDir = o.PinDir
+	if d.be, err = d.kind.New(bo); err != nil {
 		return err
 	}
 	started := false
-	defer func() {
-		notify("STOPPING=1")
-		// A start that fails releases a data plane it made, never one it
-		// adopted from a daemon that kept it: that one keeps forwarding.
-		release := !o.DontRelease
-		if !started {
-			release = !be.Adopted
-		}
-		if err := be.Close(release); err != nil {
-			log.Warn("closing the data plane", "err", err)
-		}
-		switch {
-		case release:
-			log.Info("stopped; data plane released")
-		case !started:
-			log.Info("start failed; the data plane adopted from the previous daemon is left running", "pin_dir", o.PinDir)
-		default:
-			log.Info("stopped; data plane left running for the next start", "pin_dir", o.PinDir)
-		}
-	}()
+	defer func() { d.close(started) }()
 
-	if err := be.Apply(ctx, state); err != nil {
+	// Nothing else runs yet: this first apply needs no applier.
+	if err := d.be.Apply(ctx, state); err != nil {
 		return fmt.Errorf("apply %s: %w", o.ConfigPath, err)
 	}
-
-	info := &runInfo{report: control.Report{Config: o.ConfigPath, Started: time.Now()}}
-	info.report.LastReload = info.report.Started
-	m := metrics.New(be.Status, log)
-	m.LastReload.SetToCurrentTime()
-	if metricsL != nil {
-		defer serveMetrics(metricsL, m, log)()
-	}
-	if ctl != nil {
-		ctl.Serve(func(ctx context.Context) (control.Report, error) {
-			st, err := be.Status(ctx)
-			rep := info.get()
-			rep.Dataplane = st
-			return rep, err
-		})
-		// Stop answering before the data plane goes.
-		defer ctl.Close()
+	d.apply = newApplier(d.be)
+	d.info = &runInfo{report: control.Report{Config: o.ConfigPath, Started: time.Now()}}
+	d.info.report.LastReload = d.info.report.Started
+	d.m = metrics.New(d.be.Status, d.log)
+	d.m.LastReload.SetToCurrentTime()
+	if d.metricsL != nil {
+		d.log.Info("serving metrics", "addr", d.metricsL.Addr().String())
 	}
 	started = true
-	log.Info("ready", "config", o.ConfigPath, "services", len(state.Services), "pin_dir", o.PinDir)
-	notify("READY=1")
+	d.log.Info("ready", "config", o.ConfigPath, "dataplane", d.kind.Name, "services", len(state.Services), "pin_dir", o.PinDir)
+	d.notify("READY=1")
+	return newSupervisor(d.log).run(ctx, d.tasks(reload))
+}
 
-	retry := time.NewTicker(2 * time.Second)
-	defer retry.Stop()
-	refresh := time.NewTicker(30 * time.Second)
-	defer refresh.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-reload:
-			notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
-			next, err := load(ctx, o.ConfigPath, o.ConfigFormat, be, log)
-			notify("READY=1")
-			if err != nil {
-				m.Reloads.WithLabelValues("failed").Inc()
-				info.reloaded(false)
-				log.Error("reload failed; keeping the running configuration", "err", err)
-				// What the bad file cost goes back to the system now, not
-				// whenever the runtime gets round to it.
-				debug.FreeOSMemory()
-				continue
-			}
-			m.Reloads.WithLabelValues("ok").Inc()
-			m.LastReload.SetToCurrentTime()
-			info.reloaded(true)
-			state = next
-			log.Info("reloaded", "config", o.ConfigPath, "services", len(state.Services))
-		case <-refresh.C:
-			// A DR or TUN real's MAC is only learned by resolving it.
-			if err := be.RefreshL2(ctx); err != nil {
-				log.Warn("refreshing real servers' paths", "err", err)
-			}
-		case <-retry.C:
-			// Reals without a MAC take no new flows; keep trying to
-			// resolve them.
-			if len(be.Unresolved()) > 0 {
-				if err := be.Apply(ctx, state); err != nil {
-					log.Warn("re-resolving real servers", "err", err)
-				}
-			}
+// tasks are what the daemon runs once started.
+func (d *daemon) tasks(reload <-chan struct{}) []Task {
+	tasks := []Task{
+		{Name: "applier", Run: d.apply.run},
+		{Name: "config", Run: func(ctx context.Context) error { return d.reloader(ctx, reload) }},
+	}
+	if d.metricsL != nil {
+		tasks = append(tasks, Task{Name: "metrics", Run: d.serveMetrics, Policy: Restart})
+	}
+	if d.ctl != nil {
+		tasks = append(tasks, Task{Name: "control", Run: d.serveControl})
+	}
+	// Health checkers and VRRP instances go here, one Task each: they
+	// send their events to the reconciler, which submits the whole
+	// desired state to d.apply (the latest wins). None of them may block
+	// another: a VRRP timer never waits on a check or an apply.
+	return tasks
+}
+
+// close takes the data plane down, or leaves it for the next daemon.
+func (d *daemon) close(started bool) {
+	d.notify("STOPPING=1")
+	// A start that fails releases a data plane it made, never one it
+	// adopted from a daemon that kept it: that one keeps forwarding.
+	release := !d.o.DontRelease
+	if !started {
+		release = !d.be.Adopted()
+	}
+	if err := d.be.Close(release); err != nil {
+		d.log.Warn("closing the data plane", "err", err)
+	}
+	switch {
+	case release:
+		d.log.Info("stopped; data plane released")
+	case !started:
+		d.log.Info("start failed; the data plane adopted from the previous daemon is left running", "pin_dir", d.o.PinDir)
+	default:
+		d.log.Info("stopped; data plane left running for the next start", "pin_dir", d.o.PinDir)
+	}
+}
+
+// plan reads the configuration and plans it for a backend that can do
+// caps; the warnings are the parser's and the plan's.
+func (d *daemon) plan(caps dataplane.Capabilities) (dataplane.State, []*config.Error, error) {
+	cfg, err := d.load(d.o.ConfigPath, d.o.ConfigFormat)
+	if err != nil {
+		return dataplane.State{}, nil, err
+	}
+	st, notes, err := reconcile.PlanFor(cfg, &caps)
+	if err != nil {
+		return dataplane.State{}, nil, err
+	}
+	return st, slices.Concat(cfg.Warnings, notes), nil
+}
+
+// serveControl answers `xlbd status` until ctx ends; it is a Task.
+func (d *daemon) serveControl(ctx context.Context) error {
+	d.ctl.Serve(d.report)
+	<-ctx.Done()
+	return d.ctl.Close()
+}
+
+func (d *daemon) report(ctx context.Context) (control.Report, error) {
+	st, err := d.be.Status(ctx)
+	rep := d.info.get()
+	rep.Dataplane = st
+	return rep, err
+}
+
+// serveMetrics serves /metrics until ctx ends; it is a Task. Its first run
+// serves on the listener bound at start; a restart binds the address again.
+func (d *daemon) serveMetrics(ctx context.Context) error {
+	l := d.metricsL
+	d.metricsL = nil
+	if l == nil {
+		var err error
+		if l, err = listenMetrics(d.o.MetricsAddr); err != nil {
+			return err
 		}
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", d.m.Handler())
+	srv := control.NewHTTPServer(mux)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(netutil.LimitListener(l, control.MaxConns)) }()
+	select {
+	case <-ctx.Done():
+		srv.Close()
+		<-done
+		return nil
+	case err := <-done:
+		return fmt.Errorf("metrics server: %w", err)
+	}
 }
 
-// load reads the configuration, logs its warnings and applies it. Apply
-// validates the whole state before it writes anything, so an error leaves
-// the running configuration in place.
-func load(ctx context.Context, path, format string, be *xdp.Backend, log *slog.Logger) (dataplane.State, error) {
-	cfg, err := config.LoadFormat(path, format)
-	if err != nil {
-		return dataplane.State{}, err
-	}
-	next, notes, err := reconcile.Plan(cfg)
-	if err != nil {
-		return dataplane.State{}, err
-	}
-	logWarnings(log, cfg, notes)
-	if err := be.Apply(ctx, next); err != nil {
-		return dataplane.State{}, err
-	}
-	return next, nil
-}
-
-// logWarnings logs every warning about cfg, one record each: the parser's
-// (keywords xlbd ignores, settings that are probably a mistake), then what
-// the data plane is not given (reconcile.Plan's notes).
-func logWarnings(log *slog.Logger, cfg *config.Config, notes []*config.Error) {
-	for _, w := range slices.Concat(cfg.Warnings, notes) {
+// logWarnings logs every warning about a configuration, one record each:
+// the parser's (keywords xlbd ignores, settings that are probably a
+// mistake), then what the data plane is not given (reconcile.PlanFor's
+// notes).
+func logWarnings(log *slog.Logger, warns []*config.Error) {
+	for _, w := range warns {
 		attrs := []any{"file", w.File, "line", w.Line}
 		if w.Path != "" {
 			attrs = append(attrs, "path", w.Path)
@@ -321,18 +383,4 @@ func listenMetrics(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("--metrics-addr %s: cannot serve metrics there (another xlbd? choose another address, or \"\" for none): %w", addr, err)
 	}
 	return l, nil
-}
-
-// serveMetrics serves /metrics on l until the returned function is called.
-func serveMetrics(l net.Listener, m *metrics.Metrics, log *slog.Logger) func() {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", m.Handler())
-	srv := control.NewHTTPServer(mux)
-	go func() {
-		if err := srv.Serve(netutil.LimitListener(l, control.MaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "err", err)
-		}
-	}()
-	log.Info("serving metrics", "addr", l.Addr().String())
-	return func() { srv.Close() }
 }

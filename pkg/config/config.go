@@ -108,30 +108,6 @@ const (
 // DefaultMcastGroup4 is where VRRP adverts go (RFC 5798's IANA address).
 var DefaultMcastGroup4 = netip.MustParseAddr("224.0.0.18")
 
-// schedulers holds every IPVS scheduler name keepalived accepts for lb_algo;
-// true marks the ones the XDP data plane implements (xdp.Schedulers() lists
-// them; a test in pkg/reconcile keeps the two in step). Known-but-false
-// names get a "not implemented yet" error rather than "unknown", so a
-// config written for keepalived fails with an honest message. Implementing
-// a scheduler means flipping its entry here and nothing else in this
-// package.
-var schedulers = map[string]bool{
-	"rr":    true,
-	"wrr":   true,
-	"lc":    true,
-	"wlc":   true,
-	"lblc":  true,
-	"lblcr": true,
-	"dh":    true,
-	"sh":    true,
-	"sed":   true,
-	"nq":    true,
-	"mh":    true,
-	"fo":    true,
-	"ovf":   true,
-	"twos":  true,
-}
-
 // Config is a validated configuration, whichever syntax it was read from.
 type Config struct {
 	File string // path of the main file, for messages

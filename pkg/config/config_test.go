@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/xlbd/xlbd/pkg/sched"
 )
 
 // testdata lives at the repository root; tests name files the way an
@@ -499,22 +501,24 @@ func TestKeyAndStrings(t *testing.T) {
 	}
 }
 
-// Every scheduler keepalived knows must give either a config or the "not
-// implemented yet" message, never "unknown".
+// Every IPVS scheduler is accepted, in any case, whichever data plane runs
+// it; a name IPVS does not have is an error.
 func TestSchedulers(t *testing.T) {
-	for name, implemented := range schedulers {
+	for _, name := range sched.Schedulers {
 		cfg, err := Parse("lb.yaml", []byte("virtual_servers: [{address: 10.0.0.1, port: 80, lb_algo: "+strings.ToUpper(name)+"}]"))
 		switch {
-		case implemented && err != nil:
+		case err != nil:
 			t.Errorf("%s: %v", name, err)
-		case implemented && cfg.VirtualServers[0].LBAlgo != name:
+		case cfg.VirtualServers[0].LBAlgo != name:
 			t.Errorf("%s: LBAlgo = %q, want it normalised to %q", name, cfg.VirtualServers[0].LBAlgo, name)
-		case !implemented && (err == nil || !strings.Contains(err.Error(), "is not implemented yet")):
-			t.Errorf("%s: err = %v, want \"not implemented yet\"", name, err)
 		}
 	}
-	if _, ok := schedulers[DefaultLBAlgo]; !ok || !schedulers[DefaultLBAlgo] {
-		t.Errorf("default scheduler %q is not implemented", DefaultLBAlgo)
+	_, err := Parse("lb.yaml", []byte("virtual_servers: [{address: 10.0.0.1, port: 80, lb_algo: rrr}]"))
+	if err == nil || !strings.Contains(err.Error(), `unknown scheduler "rrr"`) {
+		t.Errorf("lb_algo rrr: err = %v, want an unknown scheduler", err)
+	}
+	if !slices.Contains(sched.Schedulers, DefaultLBAlgo) {
+		t.Errorf("default scheduler %q is not an IPVS scheduler", DefaultLBAlgo)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/xlbd/xlbd/pkg/sched"
 )
 
 // FuzzParse checks that no input makes Parse panic, that it returns exactly
@@ -167,7 +169,7 @@ func checkValid(t *testing.T, cfg *Config) {
 			}
 		}
 		if ids != 1 || (vs.Protocol != TCP && vs.Protocol != UDP) ||
-			vs.LBKind < NAT || vs.LBKind > TUN || !schedulers[vs.LBAlgo] || vs.DelayLoop <= 0 || vs.Line < 1 ||
+			vs.LBKind < NAT || vs.LBKind > TUN || !slices.Contains(sched.Schedulers, vs.LBAlgo) || vs.DelayLoop <= 0 || vs.Line < 1 ||
 			vs.PersistenceGranularity < 1 || vs.PersistenceGranularity > 32 || vs.Quorum < 1 {
 			t.Errorf("invalid virtual server accepted: %+v", vs)
 		}

@@ -736,9 +736,6 @@ func TestKeepalivedWarnings(t *testing.T) {
 		"07-vrrp-instance.conf": {
 			`1: vrrp_instance[VI_EDGE]: nopreempt has no effect with state MASTER: the instance takes over at start`,
 		},
-		"12-fwmark.conf": {
-			`3: virtual_server[fwmark 5]: xlbd's XDP data plane cannot balance fwmark virtual servers (firewall marks are not visible to XDP); this one is only checked`,
-		},
 	}
 	for _, name := range goodKeepalivedFiles(t) {
 		t.Run(name, func(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xlbd/xlbd/pkg/sched"
 )
 
 func (v *validator) virtualServerGroups(items []*rawNode) map[string]bool {
@@ -213,9 +215,6 @@ func (v *validator) virtualServer(n *rawNode, groups map[string]bool) (VirtualSe
 				v.d.at(grp.pos, "virtual_server_group %q is not defined", name)
 			}
 		}
-		if fw != nil {
-			v.d.warn(n.pos, "xlbd's XDP data plane cannot balance fwmark virtual servers (firewall marks are not visible to XDP); this one is only checked")
-		}
 	default:
 		if v.required(n.pos, "address", n.val("address")) {
 			vs.Address, _ = v.ip4(n.val("address"))
@@ -237,16 +236,15 @@ func (v *validator) virtualServer(n *rawNode, groups map[string]bool) (VirtualSe
 		}
 	}
 	if val := n.val("lb_algo"); usable(val) {
-		// IPVS scheduler names are lower case; accepting any case costs
-		// nothing and spares a reload failure over "RR".
+		// Every IPVS scheduler is accepted (pkg/sched holds the list):
+		// which of them the chosen data plane runs is its to say, when the
+		// configuration is planned for it. IPVS's names are lower case;
+		// accepting any case spares a reload failure over "RR".
 		name := strings.ToLower(val.Text)
-		switch implemented, known := schedulers[name]; {
-		case !known:
-			v.d.at(val.pos, "unknown scheduler %q", val.Text)
-		case !implemented:
-			v.d.at(val.pos, "lb_algo %q is not implemented yet (supported: %s)", val.Text, strings.Join(implementedSchedulers(), ", "))
-		default:
+		if slices.Contains(sched.Schedulers, name) {
 			vs.LBAlgo = name
+		} else {
+			v.d.at(val.pos, "unknown scheduler %q", val.Text)
 		}
 	}
 	if val := n.val("lb_kind"); usable(val) {
@@ -585,15 +583,4 @@ func parseHex(s string, wild bool) (string, bool) {
 		}
 	}
 	return b.String(), true
-}
-
-func implementedSchedulers() []string {
-	var names []string
-	for name, ok := range schedulers {
-		if ok {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	return names
 }

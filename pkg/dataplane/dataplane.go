@@ -89,6 +89,13 @@ type Backend interface {
 	Apply(ctx context.Context, st State) error
 	// Status reports what is forwarded and the counters so far.
 	Status(ctx context.Context) (Status, error)
+	// Capabilities are what the backend can forward; the registry also
+	// knows them without building a backend.
+	Capabilities() Capabilities
+	// Adopted reports whether the backend found a data plane left running
+	// by a daemon that kept it: a start that fails must leave that one
+	// forwarding (Close(false)) rather than release it.
+	Adopted() bool
 	// Close stops forwarding, or with release=false leaves the data plane
 	// running for the next daemon to adopt.
 	Close(release bool) error

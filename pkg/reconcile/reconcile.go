@@ -19,19 +19,26 @@ import (
 // being expanded into millions of services.
 const MaxGroupRange = 4096
 
-// Desired is the data-plane state for cfg. See Plan for what it leaves
-// out.
+// Desired is the data-plane state for cfg, for no backend in particular.
+// See Plan for what it leaves out.
 func Desired(cfg *config.Config) dataplane.State {
 	st, _, _ := Plan(cfg)
 	return st
 }
 
-// Plan is the data-plane state for cfg together with notes on what of
+// Plan is PlanFor with no backend's limits.
+func Plan(cfg *config.Config) (dataplane.State, []*config.Error, error) {
+	return PlanFor(cfg, nil)
+}
+
+// PlanFor is the data-plane state for cfg together with notes on what of
 // cfg the data plane is not given, each naming the file and line it comes
-// from, for the daemon to log as warnings next to cfg.Warnings.
+// from, for the daemon to log as warnings next to cfg.Warnings. With caps,
+// what that backend cannot do is an error (or, for firewall marks, a note)
+// naming the virtual server and the key, so that the daemon's start and
+// `xlbd check` refuse the same configurations.
 //
-//   - A virtual_server fwmark N is left out without a note: the parser has
-//     already warned that the XDP data plane cannot match firewall marks.
+//   - A virtual_server fwmark N is left out with a note.
 //   - A virtual_server group NAME becomes one service per address and port
 //     of the group (ranges expanded), as keepalived adds each to IPVS. The
 //     group's fwmark entries, entries without a port (IPVS's "every port")
@@ -46,8 +53,8 @@ func Desired(cfg *config.Config) dataplane.State {
 // sent to.
 //
 // The error, a config.ErrorList, lists what makes cfg unusable.
-func Plan(cfg *config.Config) (dataplane.State, []*config.Error, error) {
-	p := planner{cfg: cfg, seen: map[svcKey]*config.VirtualServer{}}
+func PlanFor(cfg *config.Config, caps *dataplane.Capabilities) (dataplane.State, []*config.Error, error) {
+	p := planner{cfg: cfg, caps: caps, seen: map[svcKey]*config.VirtualServer{}}
 	p.st.Timeouts = timeouts(cfg.Global.LVSTimeouts)
 	groups := map[string]*config.VirtualServerGroup{}
 	for i := range cfg.VirtualServerGroups {
@@ -58,7 +65,7 @@ func Plan(cfg *config.Config) (dataplane.State, []*config.Error, error) {
 		vs := &cfg.VirtualServers[i]
 		switch {
 		case vs.FWMark != 0:
-			// Warned by the parser.
+			p.note(vs, "%s; this one is only checked", p.noFWMark())
 		case vs.Group != "":
 			g := groups[vs.Group]
 			if g == nil {
@@ -67,11 +74,14 @@ func Plan(cfg *config.Config) (dataplane.State, []*config.Error, error) {
 				p.note(vs, "virtual_server_group %q is not defined; virtual server skipped", vs.Group)
 				continue
 			}
+			p.check(vs)
 			p.group(vs, g)
 		default:
+			p.check(vs)
 			p.add(vs, vs.Address, vs.Port)
 		}
 	}
+	p.checkTotals()
 	if len(p.errs) > 0 {
 		return p.st, p.notes, p.errs
 	}
@@ -86,10 +96,15 @@ type svcKey struct {
 
 type planner struct {
 	cfg   *config.Config
+	caps  *dataplane.Capabilities // nil: no backend's limits
 	st    dataplane.State
 	notes []*config.Error
 	errs  config.ErrorList
 	seen  map[svcKey]*config.VirtualServer // which virtual server gave a service
+	// reals counts real servers over services; overSvc and overReal are
+	// the virtual servers that went over the backend's limits first.
+	reals             int
+	overSvc, overReal *config.VirtualServer
 }
 
 func (p *planner) note(vs *config.VirtualServer, format string, args ...any) {
@@ -114,7 +129,7 @@ func (p *planner) group(vs *config.VirtualServer, g *config.VirtualServerGroup) 
 		for i, m := range g.FWMarks {
 			marks[i] = fmt.Sprint(m)
 		}
-		p.note(vs, "fwmark %s of virtual_server_group %q skipped: the XDP data plane cannot match firewall marks", strings.Join(marks, ", "), g.Name)
+		p.note(vs, "fwmark %s of virtual_server_group %q skipped: %s", strings.Join(marks, ", "), g.Name, p.noFWMark())
 	}
 	for _, r := range g.Ranges {
 		if r.Port == 0 && vs.PersistenceTimeout == 0 && rangeSize(r) > 0 {
@@ -123,6 +138,8 @@ func (p *planner) group(vs *config.VirtualServer, g *config.VirtualServerGroup) 
 		switch n := rangeSize(r); {
 		case n == 0:
 			p.note(vs, "%s of virtual_server_group %q skipped: not an IPv4 range", rangeString(r), g.Name)
+		case r.Port == 0 && p.caps != nil && !p.caps.PortZero:
+			p.fail(vs, "%s of virtual_server_group %q: %s cannot hold a service on every port (an entry without a port)", rangeString(r), g.Name, p.dataplane())
 		case n > MaxGroupRange:
 			p.note(vs, "%s of virtual_server_group %q skipped: %d addresses, more than the %d services the data plane holds", rangeString(r), g.Name, n, MaxGroupRange)
 		default:
@@ -148,6 +165,7 @@ func (p *planner) add(vs *config.VirtualServer, addr netip.Addr, port uint16) {
 	}
 	p.seen[k] = vs
 	p.st.Services = append(p.st.Services, service(vs, addr, port))
+	p.count(vs)
 }
 
 // service is vs's data-plane service at addr:port.

@@ -14,6 +14,7 @@ import (
 	"github.com/xlbd/xlbd/pkg/config"
 	"github.com/xlbd/xlbd/pkg/dataplane"
 	"github.com/xlbd/xlbd/pkg/dataplane/xdp"
+	"github.com/xlbd/xlbd/pkg/sched"
 )
 
 var cmpAddr = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
@@ -150,9 +151,12 @@ func TestPlan(t *testing.T) {
 			want: dataplane.State{},
 		},
 		{
-			name: "fwmark virtual server skipped; the parser warns, not Plan",
+			name: "fwmark virtual server skipped, with a note naming the data plane",
 			conf: "virtual_server fwmark 5 {\n real_server 10.50.2.11 {\n }\n}\nvirtual_server 10.50.1.100 80 {\n real_server 10.50.2.11 80 {\n }\n}\n",
 			want: dataplane.State{Services: []dataplane.Service{svc("10.50.1.100", 80)}},
+			notes: []string{
+				`keepalived.conf:1: fwmark:5: the XDP data plane cannot match firewall marks; this one is only checked`,
+			},
 		},
 		{
 			name: "group: addresses, short and long ranges, CIDR; real port 0 is the service's",
@@ -222,7 +226,8 @@ func TestPlan(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parse:\n%v", err)
 			}
-			st, notes, err := Plan(cfg)
+			caps := xdp.Capabilities()
+			st, notes, err := PlanFor(cfg, &caps)
 			var gotErrs []string
 			var list config.ErrorList
 			if errors.As(err, &list) {
@@ -269,42 +274,51 @@ func TestPlanUndefinedGroup(t *testing.T) {
 	}
 }
 
-// Every shipped keepalived.conf that loads gives a state the XDP data plane
-// accepts by its own rules: known schedulers, no service twice.
+// Every shipped keepalived.conf that loads is one the XDP data plane
+// accepts, with no service twice.
 func TestPlanTestdata(t *testing.T) {
 	files, err := filepath.Glob("../../testdata/keepalived/[0-9]*.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	implemented := xdp.Schedulers()
+	caps := xdp.Capabilities()
 	for _, f := range files {
 		cfg, err := config.Load(f)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		st, _, _ := Plan(cfg)
+		st, _, err := PlanFor(cfg, &caps)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 		seen := map[string]bool{}
 		for _, s := range st.Services {
 			if seen[s.Key()] {
 				t.Errorf("%s: %s twice", f, s.Key())
 			}
 			seen[s.Key()] = true
-			if !slices.Contains(implemented, s.Sched) {
-				t.Errorf("%s: %s: scheduler %q is not one the XDP data plane runs", f, s.Key(), s.Sched)
-			}
 		}
 	}
 }
 
-// The schedulers the configuration accepts are exactly those the XDP data
-// plane runs: a config that loads never fails to apply over its lb_algo.
-func TestSchedulersMatchDataPlane(t *testing.T) {
-	implemented := xdp.Schedulers()
-	// Every IPVS scheduler keepalived knows.
-	for _, name := range []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos"} {
-		_, err := config.Parse("lb.yaml", []byte("virtual_servers: [{address: 10.0.0.1, port: 80, lb_algo: "+name+"}]\n"))
-		if accepted, runs := err == nil, slices.Contains(implemented, name); accepted != runs {
-			t.Errorf("lb_algo %s: config accepts it: %v (err %v); the XDP data plane runs it: %v", name, accepted, err, runs)
+// The configuration accepts every IPVS scheduler; planned for the XDP data
+// plane, exactly those it runs pass.
+func TestSchedulersForDataPlane(t *testing.T) {
+	caps := xdp.Capabilities()
+	for _, name := range sched.Schedulers {
+		cfg, err := config.Parse("lb.yaml", []byte("virtual_servers: [{address: 10.0.0.1, port: 80, lb_algo: "+name+"}]\n"))
+		if err != nil {
+			t.Errorf("lb_algo %s: %v", name, err)
+			continue
+		}
+		_, _, err = PlanFor(cfg, &caps)
+		if accepted, runs := err == nil, slices.Contains(xdp.Schedulers(), name); accepted != runs {
+			t.Errorf("lb_algo %s: planned for XDP: %v (err %v); the XDP data plane runs it: %v", name, accepted, err, runs)
+		}
+	}
+	for _, name := range xdp.Schedulers() {
+		if !slices.Contains(sched.Schedulers, name) {
+			t.Errorf("the XDP data plane runs %q, which is not an IPVS scheduler", name)
 		}
 	}
 	cfg, err := config.Parse("lb.yaml", []byte("virtual_servers: [{address: 10.0.0.1, port: 80}]\n"))

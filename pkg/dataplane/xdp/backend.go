@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,10 +76,14 @@ type Backend struct {
 	shed        atomic.Uint64
 	gcDone      chan struct{}
 	resolveDone chan struct{}
-	// Adopted is set when New found the balancer's maps pinned already,
-	// left by a daemon that kept the data plane: a start that fails then
-	// leaves it in place (Close(false)) rather than releasing it.
-	Adopted bool
+	// adopted is set when New found the balancer's maps pinned already,
+	// left by a daemon that kept the data plane.
+	adopted bool
+	// applyMu orders Apply with the re-applies of last, the state last
+	// applied without error, that the maintenance task makes.
+	applyMu      sync.Mutex
+	last         *dataplane.State
+	maintainDone chan struct{}
 }
 
 var _ dataplane.Backend = (*Backend)(nil)
@@ -108,7 +113,7 @@ func New(o Options) (*Backend, error) {
 		set.Close()
 		return nil, err
 	}
-	b := &Backend{Tables: tables, Set: set, log: log, Adopted: adopted}
+	b := &Backend{Tables: tables, Set: set, log: log, adopted: adopted}
 	for _, ifname := range o.Interfaces {
 		a, err := b.attach(ifname, o.Mode)
 		if err != nil {
@@ -143,6 +148,11 @@ func New(o Options) (*Backend, error) {
 	go func() {
 		defer close(b.holdDone)
 		b.holder.run(b.stopGC)
+	}()
+	b.maintainDone = make(chan struct{})
+	go func() {
+		defer close(b.maintainDone)
+		b.maintain(retryPeriod, refreshPeriod)
 	}()
 	return b, nil
 }
@@ -259,11 +269,21 @@ func adoptedMode(m AttachMode) AttachMode {
 // network; then, without holding anything, Apply gives the kernel at most
 // settleTime to resolve the next hops it has just been asked about, so that
 // reals that answer at once take flows when Apply returns.
+// The backend keeps st (which the caller must not change afterwards) to
+// apply again while reals lack a MAC.
 func (b *Backend) Apply(ctx context.Context, st dataplane.State) error {
+	b.applyMu.Lock()
+	defer b.applyMu.Unlock()
 	fresh, err := b.Tables.applyFresh(ctx, st)
 	b.Tables.settle(ctx, fresh, settleTime)
+	if err == nil {
+		b.last = &st
+	}
 	return err
 }
+
+// Adopted implements dataplane.Backend.
+func (b *Backend) Adopted() bool { return b.adopted }
 
 // Status implements dataplane.Backend.
 func (b *Backend) Status(context.Context) (dataplane.Status, error) {
@@ -311,6 +331,9 @@ func (b *Backend) Close(release bool) error {
 		}
 		if b.holdDone != nil {
 			<-b.holdDone
+		}
+		if b.maintainDone != nil {
+			<-b.maintainDone
 		}
 	}
 	if b.socks != nil {
