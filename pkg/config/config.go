@@ -103,6 +103,9 @@ const (
 	DefaultLVSTimeoutTCP    = 900 * time.Second
 	DefaultLVSTimeoutTCPFin = 120 * time.Second
 	DefaultLVSTimeoutUDP    = 300 * time.Second
+
+	// DefaultConnReuseMode is IPVS's conn_reuse_mode.
+	DefaultConnReuseMode = 1
 )
 
 // DefaultMcastGroup4 is where VRRP adverts go (RFC 5798's IANA address).
@@ -146,11 +149,29 @@ type Global struct {
 	VRRPMcastGroup4       netip.Addr
 	V3ChecksumAsV2        bool // default for every instance
 	LVSTimeouts           LVSTimeouts
+	LVSSysctl             LVSSysctl
 }
 
 // LVSTimeouts are the connection-tracking timeouts of lvs_timeouts.
 type LVSTimeouts struct {
 	TCP, TCPFin, UDP time.Duration
+}
+
+// LVSSysctl are the net.ipv4.vs sysctls that change how the data plane
+// schedules and tracks connections, under their IPVS names (lb.yaml's
+// global_defs.lvs_sysctl). keepalived.conf has no keyword for them:
+// keepalived leaves them to sysctl, which the XDP data plane does not read.
+type LVSSysctl struct {
+	// ExpireQuiescentTemplate drops a persistence template whose real
+	// has weight 0 when a new connection would use it.
+	ExpireQuiescentTemplate bool
+	// ConnReuseMode 1 lets a SYN that finds a TCP connection in TIME_WAIT
+	// or CLOSE start a new connection, scheduled afresh; 0 hands it to the
+	// old one. IPVS's bit 2 (FIN_WAIT reuse for DR/TUN) is not implemented.
+	ConnReuseMode int
+	// SloppyTCP lets any TCP segment without RST start a connection, not
+	// only a SYN (a flow that arrives mid-stream, after a failover).
+	SloppyTCP bool
 }
 
 // Script is a command keepalived would run: a notify script, a

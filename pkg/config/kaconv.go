@@ -42,6 +42,11 @@ func (c *kaReader) block(n *rawNode, stmts []*stmt, b *block, path string) {
 				c.d.warn(st.kw.pos(kpath), "keyword %q is not implemented by xlbd; ignored", kw)
 				continue
 			}
+			if yk := b.yaml[kw]; yk != nil && yk.yamlOnly && !st.kw.quoted {
+				c.d.at(st.kw.pos(kpath), "%q is an lb.yaml setting that keepalived has no keyword for (`xlbd convert` gives lb.yaml)", kw)
+				n.Bad = true
+				continue
+			}
 			c.d.at(st.kw.pos(kpath), "unknown keyword %q", kw)
 			n.Bad = true
 			continue

@@ -52,6 +52,7 @@ func defaultGlobal() Global {
 		VRRPGarpMasterRepeat: 5,
 		VRRPMcastGroup4:      ip("224.0.0.18"),
 		LVSTimeouts:          LVSTimeouts{900 * time.Second, 120 * time.Second, 300 * time.Second},
+		LVSSysctl:            LVSSysctl{ConnReuseMode: 1},
 	}
 }
 
@@ -169,6 +170,7 @@ var goodKeepalived = map[string]*Config{
 			VRRPMcastGroup4:       ip("224.0.0.19"),
 			V3ChecksumAsV2:        true,
 			LVSTimeouts:           LVSTimeouts{7200 * time.Second, 60 * time.Second, 30 * time.Second},
+			LVSSysctl:             LVSSysctl{ConnReuseMode: 1},
 		}
 	}),
 	"03-old-names.conf": cfgOf(func(c *Config) {

@@ -173,6 +173,14 @@ func (m *marshaler) global() ymap {
 	t := g.LVSTimeouts
 	m.put(&y, "lvs_timeouts", ymap{{"tcp", secs(t.TCP)}, {"tcpfin", secs(t.TCPFin)}, {"udp", secs(t.UDP)}},
 		t == LVSTimeouts{DefaultLVSTimeoutTCP, DefaultLVSTimeoutTCPFin, DefaultLVSTimeoutUDP})
+	var sys ymap
+	sc := g.LVSSysctl
+	m.put(&sys, "expire_quiescent_template", sc.ExpireQuiescentTemplate, !sc.ExpireQuiescentTemplate)
+	m.put(&sys, "conn_reuse_mode", sc.ConnReuseMode, sc.ConnReuseMode == DefaultConnReuseMode)
+	m.put(&sys, "sloppy_tcp", sc.SloppyTCP, !sc.SloppyTCP)
+	if len(sys) > 0 {
+		y = append(y, ykv{"lvs_sysctl", sys})
+	}
 	return y
 }
 

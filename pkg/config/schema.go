@@ -66,6 +66,9 @@ type key struct {
 	// checker name, in keepalived.conf each checker keyword adds an item;
 	// either way the item gets a checkerField.
 	typed bool
+	// yamlOnly marks what keepalived has no keyword for (settings it
+	// leaves to sysctl): keepalived.conf does not accept it.
+	yamlOnly bool
 }
 
 type block struct {
@@ -84,7 +87,7 @@ func newBlock(name string, keys []*key, ignored ...string) *block {
 			b.yaml[o] = k
 			b.kw[o] = k
 		}
-		if k.header {
+		if k.header || k.yamlOnly {
 			continue
 		}
 		if len(k.kws) == 0 {
@@ -144,6 +147,9 @@ var globalBlock = newBlock("global_defs", []*key{
 	value("vrrp_mcast_group4"),
 	flag("v3_checksum_as_v2"),
 	structKey("lvs_timeouts", "", newBlock("lvs_timeouts", []*key{value("tcp"), value("tcpfin"), value("udp")}), kaLVSTimeouts),
+	{name: "lvs_sysctl", kind: kBlock, yamlOnly: true, sub: newBlock("lvs_sysctl", []*key{
+		flag("expire_quiescent_template"), value("conn_reuse_mode"), flag("sloppy_tcp"),
+	})},
 },
 	"tmp_config_directory", "config_save_dir", "process_names", "process_name",
 	"vrrp_process_name", "checker_process_name", "bfd_process_name", "use_symlink_paths",

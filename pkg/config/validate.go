@@ -304,6 +304,7 @@ func (v *validator) global(n *rawNode) Global {
 		VRRPGarpMasterRepeat: DefaultGarpMasterRepeat,
 		VRRPMcastGroup4:      DefaultMcastGroup4,
 		LVSTimeouts:          LVSTimeouts{DefaultLVSTimeoutTCP, DefaultLVSTimeoutTCPFin, DefaultLVSTimeoutUDP},
+		LVSSysctl:            LVSSysctl{ConnReuseMode: DefaultConnReuseMode},
 	}
 	if n == nil {
 		return g
@@ -354,6 +355,20 @@ func (v *validator) global(n *rawNode) Global {
 		v.setSeconds(&g.LVSTimeouts.TCP, t.val("tcp"), "tcp timeout", time.Second)
 		v.setSeconds(&g.LVSTimeouts.TCPFin, t.val("tcpfin"), "tcpfin timeout", time.Second)
 		v.setSeconds(&g.LVSTimeouts.UDP, t.val("udp"), "udp timeout", time.Second)
+	}
+	if s := n.node("lvs_sysctl"); s != nil {
+		v.setFlag(&g.LVSSysctl.ExpireQuiescentTemplate, s.val("expire_quiescent_template"))
+		v.setFlag(&g.LVSSysctl.SloppyTCP, s.val("sloppy_tcp"))
+		if val := s.val("conn_reuse_mode"); usable(val) {
+			// IPVS takes any integer and reads bits 1 and 2; bit 2 alone
+			// (FIN_WAIT reuse) is not implemented, so say so rather than
+			// accept it and do less.
+			if i, ok := v.integer(val); ok && (i == 2 || i == 3) {
+				v.d.at(val.pos, "conn_reuse_mode %d: bit 2 (reusing FIN_WAIT connections of DR and TUN) is not implemented; want 0 or 1", i)
+			} else if ok {
+				v.setInt(&g.LVSSysctl.ConnReuseMode, val, "conn_reuse_mode", 0, 1)
+			}
+		}
 	}
 	return g
 }

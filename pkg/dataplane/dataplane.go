@@ -38,6 +38,8 @@ type State struct {
 	Services []Service
 	// Timeouts are keepalived's lvs_timeouts; zero keeps IPVS's default.
 	Timeouts Timeouts
+	// Tuning are IPVS's sysctls; the zero value is IPVS's defaults.
+	Tuning Tuning
 }
 
 // Timeouts are IPVS's connection timeouts that keepalived can set.
@@ -45,6 +47,23 @@ type Timeouts struct {
 	TCP    time.Duration // ESTABLISHED (900 s)
 	TCPFin time.Duration // FIN_WAIT (120 s)
 	UDP    time.Duration // 300 s
+}
+
+// Tuning are the net.ipv4.vs sysctls that change how connections are
+// scheduled and tracked. Each field's zero value is IPVS's default, so a
+// State without them behaves as IPVS out of the box.
+type Tuning struct {
+	// ExpireQuiescentTemplate is expire_quiescent_template: a persistence
+	// template whose real has weight 0 is dropped when a new connection
+	// would follow it, and the client is scheduled afresh.
+	ExpireQuiescentTemplate bool
+	// NoConnReuse is conn_reuse_mode=0: a SYN that finds its TCP
+	// connection in TIME_WAIT or CLOSE continues it, on the same real,
+	// instead of starting a new one scheduled afresh (mode 1, the default).
+	NoConnReuse bool
+	// SloppyTCP is sloppy_tcp: any TCP segment without RST may start a
+	// connection, not only a SYN.
+	SloppyTCP bool
 }
 
 // Service is one virtual service.

@@ -56,6 +56,7 @@ func Plan(cfg *config.Config) (dataplane.State, []*config.Error, error) {
 func PlanFor(cfg *config.Config, caps *dataplane.Capabilities) (dataplane.State, []*config.Error, error) {
 	p := planner{cfg: cfg, caps: caps, seen: map[svcKey]*config.VirtualServer{}}
 	p.st.Timeouts = timeouts(cfg.Global.LVSTimeouts)
+	p.st.Tuning = tuning(cfg.Global.LVSSysctl)
 	groups := map[string]*config.VirtualServerGroup{}
 	for i := range cfg.VirtualServerGroups {
 		g := &cfg.VirtualServerGroups[i]
@@ -213,6 +214,16 @@ func timeouts(t config.LVSTimeouts) dataplane.Timeouts {
 		out.UDP = t.UDP
 	}
 	return out
+}
+
+// tuning passes on lvs_sysctl, whose zero value in the State is IPVS's
+// defaults.
+func tuning(s config.LVSSysctl) dataplane.Tuning {
+	return dataplane.Tuning{
+		ExpireQuiescentTemplate: s.ExpireQuiescentTemplate,
+		NoConnReuse:             s.ConnReuseMode == 0,
+		SloppyTCP:               s.SloppyTCP,
+	}
 }
 
 // rangeSize counts the addresses of an IPv4 range.

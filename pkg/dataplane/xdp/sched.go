@@ -101,8 +101,9 @@ func toIDs(idx []int, members []member) []uint32 {
 }
 
 // trackConfig is IPVS's connection tracking as pkg/sched specifies it:
-// the TCP state tables, which states are active, and the timeouts.
-func trackConfig(to dataplane.Timeouts) maps.TrackCfg {
+// the TCP state tables, which states are active, the timeouts and the
+// sysctls that change what a packet may start or reuse.
+func trackConfig(to dataplane.Timeouts, tu dataplane.Tuning) maps.TrackCfg {
 	var c maps.TrackCfg
 	rows := []sched.TCPFlags{sched.SYN, sched.FIN, sched.ACK, sched.RST}
 	for tbl := sched.Input; tbl <= sched.InputOnly; tbl++ {
@@ -123,5 +124,15 @@ func trackConfig(to dataplane.Timeouts) maps.TrackCfg {
 	c.UdpTimeout = uint64(timeouts.UDP)
 	c.TmplExtension = uint64(60 * time.Second)
 	c.LblcExpirationS = uint32(sched.DefaultLBLCExpiration / time.Second)
+	c.ExpireQuiescentTemplate = b32(tu.ExpireQuiescentTemplate)
+	c.NoConnReuse = b32(tu.NoConnReuse)
+	c.SloppyTcp = b32(tu.SloppyTCP)
 	return c
+}
+
+func b32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }

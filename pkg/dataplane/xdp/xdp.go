@@ -287,7 +287,7 @@ func (t *Tables) apply(ctx context.Context, st dataplane.State, res Resolver, pe
 	filter := map[uint32]uint8{}
 	newOrder := map[svcIdent][]realIdent{}
 	newPool := map[svcIdent]string{}
-	if err := t.set.Track.Set(trackConfig(st.Timeouts)); err != nil {
+	if err := t.set.Track.Set(trackConfig(st.Timeouts, st.Tuning)); err != nil {
 		return fmt.Errorf("write connection tracking configuration: %w", err)
 	}
 
