@@ -364,13 +364,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rr SEC(".maps");
 
+/* conns, nat, persist, lblc_table, frags and pmtu have the sizes of
+ * pkg/maps's defaults here; the daemon sets each at load (--*-table-size). */
+
 /* The connection table evicts nothing: an LRU would let a flood of SYNs
  * push out idle established connections (and leak their counts). When it is
  * full, new flows are refused; gc sheds half-open entries under pressure,
  * as IPVS's drop_entry does. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 131072);
 	__type(key, struct conn_key);
 	__type(value, struct conn_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -379,7 +382,7 @@ struct {
 /* One reverse entry per NAT connection, removed by gc with its connection. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 131072);
 	__type(key, struct conn_key);
 	__type(value, struct nat_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -443,7 +446,7 @@ struct pmtu_val {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 8192);
 	__type(key, struct pmtu_key);
 	__type(value, struct pmtu_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -451,7 +454,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 8192);
 	__type(key, struct frag_key);
 	__type(value, struct frag_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -459,7 +462,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 32768);
 	__type(key, struct tmpl_key);
 	__type(value, struct tmpl_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -467,7 +470,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 16384);
 	__type(key, struct lblc_key);
 	__type(value, struct lblc_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -91,15 +91,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 	pidFile := fs.String("pid-file", "", "write the daemon's pid here (a start refuses when it names a running xlbd)")
 	metricsAddr := fs.String("metrics-addr", metrics.DefaultAddr, "serve Prometheus /metrics here (\"\" turns it off)")
 	ctlSock := fs.String("control-socket", control.DefaultSocket, "unix socket for `xlbd status` (\"\" turns it off)")
-	connTable := fs.Uint("conn-table-size", maps.DefaultConnTableSize, "entries of the connection table and of the NAT reply table (IPVS's conn_tab, fixed at start)")
+	tableSizes := tableSizeFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if *connTable < 64 || *connTable > 1<<26 {
-		return fmt.Errorf("--conn-table-size %d: want 64 to %d", *connTable, 1<<26)
+	sizes, err := tableSizes()
+	if err != nil {
+		return err
 	}
 	if _, err := lookupDataplane(*dpName); err != nil {
 		return err
@@ -132,7 +133,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		PinDir:       *pinDir,
 		Dataplane:    *dpName,
 		Backend: registry.Options{
-			XDP: xdp.Options{Mode: am, ConnTableSize: uint32(*connTable)},
+			XDP: xdp.Options{Mode: am, Tables: sizes},
 		},
 		DontRelease:   *dontRelease,
 		PidFile:       *pidFile,

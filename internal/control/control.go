@@ -293,6 +293,9 @@ func Format(w io.Writer, r Report) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := formatTables(w, r.Dataplane); err != nil {
+		return err
+	}
 	var names []string
 	for n, c := range r.Dataplane.Verdicts {
 		if c > 0 {
@@ -306,4 +309,38 @@ func Format(w io.Writer, r Report) error {
 	}
 	_, err := fmt.Fprintf(w, "\npackets by verdict: %s\n", strings.Join(parts, ", "))
 	return err
+}
+
+// formatTables writes each table's occupancy next to its size, and the
+// kernel memory the tables take.
+func formatTables(w io.Writer, st dataplane.Status) error {
+	if len(st.Tables) == 0 {
+		return nil
+	}
+	nw := len("all maps")
+	for _, t := range st.Tables {
+		nw = max(nw, len(t.Name))
+	}
+	fmt.Fprintf(w, "\n%-*s %9s %9s %6s %10s\n", nw, "Table", "Used", "Size", "Full", "Memory")
+	for _, t := range st.Tables {
+		used, full := "?", "?"
+		if t.Used >= 0 {
+			used = fmt.Sprint(t.Used)
+			if t.Size > 0 {
+				full = fmt.Sprintf("%.1f%%", 100*float64(t.Used)/float64(t.Size))
+			}
+		}
+		fmt.Fprintf(w, "%-*s %9s %9d %6s %10s\n", nw, t.Name, used, t.Size, full, mib(t.Memory))
+	}
+	if st.TablesMemory > 0 {
+		fmt.Fprintf(w, "%-*s %9s %9s %6s %10s\n", nw, "all maps", "", "", "", mib(st.TablesMemory))
+	}
+	return nil
+}
+
+func mib(b uint64) string {
+	if b == 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
 }

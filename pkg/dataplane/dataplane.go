@@ -189,6 +189,20 @@ type Status struct {
 	// FragmentsHeld counts the later fragments held for their first, by
 	// outcome: sent, expired, dropped, passed.
 	FragmentsHeld map[string]uint64 `json:"fragments_held,omitempty"`
+	// Tables are the data plane's tables, each with its size and how much
+	// of it is in use; TablesMemory is the kernel memory all of them take,
+	// in bytes (0: unknown).
+	Tables       []TableStatus `json:"tables,omitempty"`
+	TablesMemory uint64        `json:"tables_memory_bytes,omitempty"`
+}
+
+// TableStatus is one table of the data plane.
+type TableStatus struct {
+	Name string `json:"name"`
+	Size int    `json:"size"`
+	Used int    `json:"used"` // -1: unknown
+	// Memory is the kernel memory the table takes, in bytes (0: unknown).
+	Memory uint64 `json:"memory_bytes,omitempty"`
 }
 
 // ProtocolName is "TCP", "UDP" or "proto N".

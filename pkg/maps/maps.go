@@ -28,9 +28,32 @@ const (
 	RingHalf    = 1048576
 	// TreeHalf is each generation's room for tournament trees.
 	TreeHalf = 4*MaxReals + 2*MaxServices + 1
-	// DefaultConnTableSize is the connection and NAT tables' size unless
-	// Options say otherwise.
-	DefaultConnTableSize = 262144
+)
+
+// Default sizes of the tables Options can size: with the fixed arrays they
+// take about 80 MiB of kernel memory on a 2-CPU VM (the per-CPU counters
+// add about 3.5 MiB per CPU), which a small VM affords.
+const (
+	// DefaultConnTableSize is the connection table's (and, unless told
+	// otherwise, the NAT table's) size: 131072 flows take 17 MiB, their
+	// NAT entries 14 MiB.
+	DefaultConnTableSize = 131072
+	// DefaultPersistTableSize is the persistence templates' LRU (4 MiB):
+	// one template per client network and service.
+	DefaultPersistTableSize = 32768
+	// DefaultLBLCTableSize is lblc's and lblcr's LRU of destinations
+	// (2.5 MiB).
+	DefaultLBLCTableSize = 16384
+	// DefaultFragTableSize is the LRU of fragmented datagrams in flight
+	// (1 MiB).
+	DefaultFragTableSize = 8192
+	// DefaultPMTUTableSize is the LRU of senders told a smaller MTU
+	// (0.7 MiB).
+	DefaultPMTUTableSize = 8192
+
+	// MinTableSize and MaxTableSize bound every size Options take.
+	MinTableSize = 64
+	MaxTableSize = 1 << 26
 )
 
 // Scheduler kinds as the BPF program knows them.
@@ -171,11 +194,103 @@ type Set struct {
 	objs   xbpf.XlbObjects
 }
 
-// Options tune what Load creates.
+// Options size the tables Load creates; 0 leaves a table at its default,
+// or at the size of the map already pinned. Sizes are fixed once a map
+// exists: a size that differs from a pinned map's is an error, as the
+// kernel cannot resize it.
 type Options struct {
-	// ConnTableSize overrides the number of entries of the connection
-	// and NAT tables (0: as compiled, 262144).
+	// ConnTableSize is the connection table's (IPVS's conn_tab):
+	// when full, new flows are refused.
 	ConnTableSize uint32
+	// NATTableSize is the NAT reply table's, one entry per NAT flow
+	// (0: ConnTableSize).
+	NATTableSize uint32
+	// PersistTableSize is the persistence templates' (LRU).
+	PersistTableSize uint32
+	// LBLCTableSize is lblc's and lblcr's destination table (LRU).
+	LBLCTableSize uint32
+	// FragTableSize is the fragmented datagrams' table (LRU).
+	FragTableSize uint32
+	// PMTUTableSize is the path MTU table (LRU).
+	PMTUTableSize uint32
+}
+
+// tableSize is one sizeable map and the size Options ask for it.
+type tableSize struct {
+	name string // map name, as pinned
+	want uint32 // 0: the default, or the pinned map's size
+	def  uint32
+}
+
+func (o Options) tables() []tableSize {
+	return []tableSize{
+		{xbpf.XlbMapConns, o.ConnTableSize, DefaultConnTableSize},
+		{xbpf.XlbMapNat, o.NATTableSize, 0}, // resolved to the connection table's
+		{xbpf.XlbMapPersist, o.PersistTableSize, DefaultPersistTableSize},
+		{xbpf.XlbMapLblcTable, o.LBLCTableSize, DefaultLBLCTableSize},
+		{xbpf.XlbMapFrags, o.FragTableSize, DefaultFragTableSize},
+		{xbpf.XlbMapPmtu, o.PMTUTableSize, DefaultPMTUTableSize},
+	}
+}
+
+// Validate checks every size against MinTableSize and MaxTableSize.
+func (o Options) Validate() error {
+	for _, t := range o.tables() {
+		if t.want != 0 && (t.want < MinTableSize || t.want > MaxTableSize) {
+			return fmt.Errorf("%s table size %d: want %d to %d", t.name, t.want, MinTableSize, MaxTableSize)
+		}
+	}
+	return nil
+}
+
+// sizeTables sets the sizeable maps of spec: what o asks, else what a map
+// pinned in pinDir already has (a restart adopting the data plane keeps its
+// tables whatever the defaults now are), else the default.
+func sizeTables(spec *ebpf.CollectionSpec, pinDir string, o Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	var conns uint32
+	for _, t := range o.tables() {
+		size := t.want
+		pinned, err := pinnedSize(pinDir, t.name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case pinned != 0 && size != 0 && size != pinned:
+			return fmt.Errorf("%s table: %d entries asked, but the map pinned in %s has %d and cannot be resized "+
+				"(ask for %d, or start after a daemon that released the data plane)", t.name, size, pinDir, pinned, pinned)
+		case pinned != 0:
+			size = pinned
+		case size == 0 && t.name == xbpf.XlbMapNat:
+			size = conns
+		case size == 0:
+			size = t.def
+		}
+		if t.name == xbpf.XlbMapConns {
+			conns = size
+		}
+		spec.Maps[t.name].MaxEntries = size
+	}
+	return nil
+}
+
+// pinnedSize is the number of entries of the map pinned as name in pinDir,
+// 0 when there is none.
+func pinnedSize(pinDir, name string) (uint32, error) {
+	if pinDir == "" {
+		return 0, nil
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, name), &ebpf.LoadPinOptions{ReadOnly: true})
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pinned map %s: %w", name, err)
+	}
+	defer m.Close()
+	return m.MaxEntries(), nil
 }
 
 // Load loads the balancer with its maps pinned in pinDir ("" pins
@@ -186,9 +301,8 @@ func Load(pinDir string, o Options) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load balancer spec: %w", err)
 	}
-	if o.ConnTableSize > 0 {
-		spec.Maps[xbpf.XlbMapConns].MaxEntries = o.ConnTableSize
-		spec.Maps[xbpf.XlbMapNat].MaxEntries = o.ConnTableSize
+	if err := sizeTables(spec, pinDir, o); err != nil {
+		return nil, err
 	}
 	var opts ebpf.CollectionOptions
 	if pinDir != "" {

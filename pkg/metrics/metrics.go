@@ -121,6 +121,16 @@ var (
 	descFlowCapacity = prometheus.NewDesc("xlbd_flow_table_capacity",
 		"Size of a flow table: when the connection table is full, new flows are refused (verdict drop_conn_full).",
 		[]string{"table"}, nil)
+	descTableSize = prometheus.NewDesc("xlbd_table_size",
+		"Entries a data-plane table can hold (for services, ring and pick_tree: one configuration generation's room).",
+		[]string{"table"}, nil)
+	descTableEntries = prometheus.NewDesc("xlbd_table_entries",
+		"Entries of a data-plane table in use (for services, ring and pick_tree: by the active configuration).",
+		[]string{"table"}, nil)
+	descTableMemory = prometheus.NewDesc("xlbd_table_memory_bytes",
+		"Kernel memory a data-plane table takes (the BPF map's memlock).", []string{"table"}, nil)
+	descTablesMemory = prometheus.NewDesc("xlbd_tables_memory_bytes",
+		"Kernel memory all of the data plane's BPF maps take.", nil, nil)
 	descShed = prometheus.NewDesc("xlbd_flow_table_shed_total",
 		"Half-open connections dropped from a connection table over three quarters full (IPVS's drop_entry).", nil, nil)
 	descHeld = prometheus.NewDesc("xlbd_fragments_held_total",
@@ -144,7 +154,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcPackets, descSvcBytes, descSvcConns, descSvcInfo, descRealPackets,
 		descRealBytes, descRealConns, descRealPicks, descRealActive, descRealInactive, descRealTemplates,
 		descRealOverloaded, descRealWeight, descRealReachable, descVerdicts, descFlows, descAttached,
-		descBackend, descScrapeErrors, descFlowCapacity, descShed, descHeld} {
+		descBackend, descScrapeErrors, descFlowCapacity, descShed, descHeld, descTableSize, descTableEntries,
+		descTableMemory, descTablesMemory} {
 		ch <- d
 	}
 }
@@ -219,6 +230,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if st.Templates >= 0 {
 		gauge(descFlows, float64(st.Templates), "persistence")
+	}
+	for _, t := range st.Tables {
+		gauge(descTableSize, float64(t.Size), t.Name)
+		if t.Used >= 0 {
+			gauge(descTableEntries, float64(t.Used), t.Name)
+		}
+		if t.Memory > 0 {
+			gauge(descTableMemory, float64(t.Memory), t.Name)
+		}
+	}
+	if st.TablesMemory > 0 {
+		gauge(descTablesMemory, float64(st.TablesMemory))
 	}
 	for _, a := range st.Attachments {
 		gauge(descAttached, 1, a.Interface, a.Mode)

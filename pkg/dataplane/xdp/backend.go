@@ -50,6 +50,9 @@ type Options struct {
 	ConnTableSize uint32
 	Resolver      Resolver // default NetlinkResolver
 	Log           *slog.Logger
+	// Tables sizes the balancer's tables (0: default, or as pinned);
+	// ConnTableSize, when set, sizes the connection table instead.
+	Tables maps.Options
 }
 
 // Attachment is the balancer on one interface.
@@ -104,7 +107,11 @@ func New(o Options) (*Backend, error) {
 		_, err := os.Stat(filepath.Join(o.PinDir, "ctl"))
 		adopted = err == nil
 	}
-	set, err := maps.Load(o.PinDir, maps.Options{ConnTableSize: o.ConnTableSize})
+	sizes := o.Tables
+	if o.ConnTableSize != 0 {
+		sizes.ConnTableSize = o.ConnTableSize
+	}
+	set, err := maps.Load(o.PinDir, sizes)
 	if err != nil {
 		return nil, err
 	}
@@ -315,6 +322,9 @@ func (b *Backend) Status(context.Context) (dataplane.Status, error) {
 	st.Shed = b.shed.Load()
 	if b.holder != nil {
 		st.FragmentsHeld = b.holder.Counts()
+	}
+	if err := tableStatus(b.Set, &st); err != nil {
+		return st, err
 	}
 	return st, nil
 }
