@@ -5,24 +5,21 @@ package decap
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	xbpf "github.com/xlbd/xlbd/bpf"
 	"github.com/xlbd/xlbd/pkg/dataplane/xdp"
+	"github.com/xlbd/xlbd/pkg/maps"
 )
 
 // Decap is the decapsulator attached to some interfaces.
 type Decap struct {
-	objs  xbpf.DecapObjects
+	set   *maps.DecapSet
 	links []link.Link
-	addrs map[netip.Addr]bool
 	log   *slog.Logger
 }
 
@@ -31,20 +28,17 @@ func Attach(ifaces []string, mode xdp.AttachMode, log *slog.Logger) (*Decap, err
 	if log == nil {
 		log = slog.Default()
 	}
-	d := &Decap{log: log, addrs: map[netip.Addr]bool{}}
-	if err := xbpf.LoadDecapObjects(&d.objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load decapsulator: %+v", ve)
-		}
-		return nil, fmt.Errorf("load decapsulator: %w", err)
+	set, err := maps.LoadDecap()
+	if err != nil {
+		return nil, err
 	}
+	d := &Decap{set: set, log: log}
 	if err := d.Refresh(); err != nil {
 		d.Close()
 		return nil, err
 	}
 	for _, name := range ifaces {
-		l, m, err := xdp.AttachProgram(d.objs.XdpDecap, name, mode)
+		l, m, err := xdp.AttachProgram(d.set.Program, name, mode)
 		if err != nil {
 			d.Close()
 			return nil, err
@@ -77,25 +71,14 @@ func (d *Decap) Refresh() error {
 			}
 		}
 	}
-	for a := range want {
-		if !d.addrs[a] {
-			b := a.As4()
-			if err := d.objs.DecapAddrs.Put(b, uint8(1)); err != nil {
-				return fmt.Errorf("add %s: %w", a, err)
-			}
-			d.log.Info("accepting IPIP", "to", a)
-		}
+	added, removed, err := d.set.SetAddrs(want)
+	for _, a := range added {
+		d.log.Info("accepting IPIP", "to", a)
 	}
-	for a := range d.addrs {
-		if !want[a] {
-			b := a.As4()
-			if err := d.objs.DecapAddrs.Delete(b); err != nil {
-				return fmt.Errorf("remove %s: %w", a, err)
-			}
-		}
+	for _, a := range removed {
+		d.log.Info("no longer accepting IPIP", "to", a)
 	}
-	d.addrs = want
-	return nil
+	return err
 }
 
 // Run keeps the address list current until ctx ends.
@@ -115,17 +98,7 @@ func (d *Decap) Run(ctx context.Context) error {
 }
 
 // Decapsulated returns how many packets lost their outer header.
-func (d *Decap) Decapsulated() (uint64, error) {
-	var per []uint64
-	if err := d.objs.DecapStats.Lookup(uint32(xbpf.DecapDecapVerdictDECAP_DONE), &per); err != nil {
-		return 0, err
-	}
-	var n uint64
-	for _, c := range per {
-		n += c
-	}
-	return n, nil
-}
+func (d *Decap) Decapsulated() (uint64, error) { return d.set.Decapsulated() }
 
 // Close detaches and unloads.
 func (d *Decap) Close() error {
@@ -133,6 +106,6 @@ func (d *Decap) Close() error {
 	for _, l := range d.links {
 		errs = append(errs, l.Close())
 	}
-	errs = append(errs, d.objs.Close())
+	errs = append(errs, d.set.Close())
 	return errors.Join(errs...)
 }

@@ -1,7 +1,8 @@
-// Package maps holds typed Go views of the balancer's BPF maps. Each map is
-// owned by one type here; nothing else in xlbd reads or writes a map
-// directly. All maps are pinned by name under one directory, so a restarted
-// daemon finds its flows and counters, and bpftool shows them with BTF.
+// Package maps holds typed Go views of the BPF maps of the balancer and of
+// the IPIP decapsulator (DecapSet). Each map is owned by one type here;
+// nothing else in xlbd reads or writes a map directly. The balancer's maps
+// are pinned by name under one directory, so a restarted daemon finds its
+// flows and counters, and bpftool shows them with BTF.
 package maps
 
 import (
