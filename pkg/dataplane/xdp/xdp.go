@@ -62,6 +62,25 @@ type Tables struct {
 	treePos map[uint32]maps.TreePos
 	// vips are the applied services' addresses, read without mu.
 	vips atomic.Pointer[map[netip.Addr]bool]
+	// snap is what Status reads, without mu.
+	snap atomic.Pointer[snapshot]
+
+	usedSvc map[uint32]bool
+	// slots are where each service's tables live, the same in both
+	// generations; wrote is what each generation holds.
+	slots                map[svcIdent]slot
+	wrote                [2]map[svcIdent]svcWrite
+	ringArena, treeArena arena
+	// compacting is set while an Apply lays every service out afresh.
+	compacting bool
+	// retiredReals and retiredSvcs keep removed reals' and services' ids
+	// for them (retiredIDs: the reals' ids), until ids run out.
+	retiredReals map[realIdent]retiredReal
+	retiredSvcs  map[svcIdent]uint32
+	retiredIDs   map[uint32]bool
+	tableCache   map[svcIdent]cachedTable
+	// failWrite, for tests, may refuse the nth map write of an Apply.
+	failWrite func(n int, what string) error
 
 	// pending are the reals whose next hop's MAC is not known yet, by id:
 	// Apply and RefreshL2 put them here, and the resolver task
@@ -100,9 +119,19 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 		lastWeight: map[uint32]int{},
 		pool:       map[svcIdent]string{},
 		treePos:    map[uint32]maps.TreePos{},
-		pending:    map[uint32]pendingReal{},
-		published:  make(chan struct{}),
-		kick:       make(chan struct{}, 1),
+		usedSvc:    map[uint32]bool{},
+		tableCache: map[svcIdent]cachedTable{},
+		slots:      map[svcIdent]slot{},
+		wrote:      [2]map[svcIdent]svcWrite{{}, {}},
+		ringArena:  newArena(0, maps.RingHalf),
+		treeArena:  newArena(1, maps.TreeHalf),
+
+		retiredReals: map[realIdent]retiredReal{},
+		retiredSvcs:  map[svcIdent]uint32{},
+		retiredIDs:   map[uint32]bool{},
+		pending:      map[uint32]pendingReal{},
+		published:    make(chan struct{}),
+		kick:         make(chan struct{}, 1),
 	}
 	ctl, err := set.Ctl.Get()
 	if err != nil {
@@ -115,15 +144,36 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 	}
 	adoptedMembers := map[svcIdent][]uint32{}
 	for k, v := range svcs {
-		if uint32(k.Gen) == t.gen {
-			si := svcIdent{maps.Addr(k.Vip), maps.Port(k.Port), k.Proto}
-			t.svcIDs[si] = v.Id
-			ids, err := set.Ring.Read(t.gen, v.MemOff, v.MemLen)
+		si := svcIdent{maps.Addr(k.Vip), maps.Port(k.Port), k.Proto}
+		g := uint32(k.Gen) & 1
+		var leaves uint32
+		if v.TreeOff != 0 {
+			n, err := set.Trees.Node(g*maps.TreeHalf + v.TreeOff)
 			if err != nil {
-				return nil, fmt.Errorf("read members: %w", err)
+				return nil, fmt.Errorf("read tree: %w", err)
 			}
-			adoptedMembers[si] = ids
+			leaves = n.W
 		}
+		if g != t.gen {
+			// Its tables are not read back: the next switch rewrites them.
+			t.wrote[g][si] = svcWrite{val: v, leaves: leaves}
+			continue
+		}
+		t.svcIDs[si] = v.Id
+		t.usedSvc[v.Id] = true
+		content, err := set.Ring.Read(t.gen, v.TabOff, v.TabLen+v.MemLen)
+		if err != nil {
+			return nil, fmt.Errorf("read scheduler tables: %w", err)
+		}
+		t.wrote[g][si] = svcWrite{val: v, content: content, leaves: leaves}
+		// The adopted layout is kept, without room to grow.
+		sl := slot{ring: v.TabOff, ringCap: v.TabLen + v.MemLen, tree: v.TreeOff, leaves: leaves}
+		t.slots[si] = sl
+		t.ringArena.top = max(t.ringArena.top, sl.ring+sl.ringCap)
+		if leaves > 0 {
+			t.treeArena.top = max(t.treeArena.top, sl.tree+2*leaves)
+		}
+		adoptedMembers[si] = content[v.TabLen:]
 	}
 	reals, err := set.Reals.Valid()
 	if err != nil {
@@ -179,20 +229,6 @@ func allocate(used func(uint32) bool, next *uint32, limit uint32) (uint32, error
 	return 0, errors.New("no free id")
 }
 
-func (t *Tables) svcUsed(id uint32) bool {
-	for _, v := range t.svcIDs {
-		if v == id {
-			return true
-		}
-	}
-	return false
-}
-
-func (t *Tables) realUsed(id uint32) bool {
-	_, ok := t.realVals[id]
-	return ok
-}
-
 func mode(k dataplane.Kind) (maps.Mode, error) {
 	switch k {
 	case dataplane.NAT:
@@ -241,294 +277,6 @@ func validate(st dataplane.State) error {
 	return errors.Join(errs...)
 }
 
-// Apply writes st into the idle generation, switches to it with one write
-// of ctl, then retires what st no longer holds. It never waits on the
-// network: a real whose next hop's MAC is not known yet is written
-// unreachable (weight 0 to the program; NAT reals excepted, the kernel
-// resolves theirs) and left to the resolver task.
-func (t *Tables) Apply(ctx context.Context, st dataplane.State) error {
-	_, err := t.applyFresh(ctx, st)
-	return err
-}
-
-// applyFresh is Apply, and also returns the reals it left unreachable
-// that were not pending before.
-func (t *Tables) applyFresh(ctx context.Context, st dataplane.State) ([]uint32, error) {
-	if err := validate(st); err != nil {
-		return nil, err
-	}
-	// The lookups, one per address, are made before taking mu.
-	res := lookupAll(ctx, t.res, st)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	pend := map[uint32]pendingReal{}
-	switched := false
-	defer func() { t.takePending(pend, switched) }()
-	err := t.apply(ctx, st, res, pend, &switched)
-	var fresh []uint32
-	for id, p := range pend {
-		if _, ok := t.pending[id]; !ok && p.unusable {
-			fresh = append(fresh, id)
-		}
-	}
-	return fresh, err
-}
-
-// apply is Apply under mu, with res to find the reals' paths. It notes in
-// pend the reals whose next hop's MAC is unknown, and sets *switched when
-// the new configuration is in force.
-func (t *Tables) apply(ctx context.Context, st dataplane.State, res Resolver, pend map[uint32]pendingReal, switched *bool) error {
-	next := t.gen ^ 1
-	keepSvc := map[svcIdent]bool{}
-	keepReal := map[uint32]bool{}
-	var ringOff uint32
-	treeOff := uint32(1) // 0 means no tree
-	newPos := map[uint32]maps.TreePos{}
-	filter := map[uint32]uint8{}
-	newOrder := map[svcIdent][]realIdent{}
-	newPool := map[svcIdent]string{}
-	if err := t.set.Track.Set(trackConfig(st.Timeouts, st.Tuning)); err != nil {
-		return fmt.Errorf("write connection tracking configuration: %w", err)
-	}
-
-	type pending struct {
-		key maps.SvcKey
-		val maps.SvcVal
-	}
-	var svcs []pending
-	for _, s := range st.Services {
-		si := svcIdent{s.VIP, s.Port, s.Protocol}
-		keepSvc[si] = true
-		m, _ := mode(s.Kind)
-		filter[maps.Bucket(s.VIP)] |= maps.FilterVIP
-		if m == maps.ModeNAT {
-			for _, r := range s.Reals {
-				filter[maps.Bucket(r.Addr)] |= maps.FilterNATReal
-			}
-		}
-		sid, ok := t.svcIDs[si]
-		if !ok {
-			var err error
-			sid, err = allocate(t.svcUsed, &t.nextSvc, maps.MaxServices)
-			if err != nil {
-				return fmt.Errorf("%s: %w", s.Key(), err)
-			}
-			if err := t.set.SvcStats.Zero(sid); err != nil {
-				return fmt.Errorf("%s: zero counters: %w", s.Key(), err)
-			}
-			if err := t.set.RR.Reset(sid); err != nil {
-				return fmt.Errorf("%s: reset scheduler: %w", s.Key(), err)
-			}
-			t.svcIDs[si] = sid
-		}
-
-		// Reals in IPVS list order: kept ones where they were, new ones
-		// pushed on the head one after the other.
-		ids := map[realIdent]uint32{}
-		usable := map[realIdent]bool{}
-		for _, r := range s.Reals {
-			id, ok, err := t.putReal(ctx, res, pend, si, sid, m, r, usesTree(schedKinds[schedName(s.Sched)]))
-			if err != nil {
-				return fmt.Errorf("%s: real %s: %w", s.Key(), netip.AddrPortFrom(r.Addr, r.Port), err)
-			}
-			keepReal[id] = true
-			ri := realIdent{si, r.Addr, r.Port}
-			ids[ri] = id
-			usable[ri] = ok
-		}
-		var order []realIdent
-		for _, ri := range t.order[si] {
-			if _, ok := ids[ri]; ok {
-				order = append(order, ri)
-			}
-		}
-		for _, r := range s.Reals {
-			ri := realIdent{si, r.Addr, r.Port}
-			if !slices.Contains(order, ri) {
-				order = append([]realIdent{ri}, order...)
-			}
-		}
-		weights := map[realIdent]int{}
-		for _, r := range s.Reals {
-			// A real the data plane cannot reach yet takes no new flows.
-			if usable[realIdent{si, r.Addr, r.Port}] {
-				weights[realIdent{si, r.Addr, r.Port}] = r.Weight
-			}
-		}
-		members := make([]member, len(order))
-		memberIDs := make([]uint32, len(order))
-		var sig strings.Builder
-		for i, ri := range order {
-			id := ids[ri]
-			w := weights[ri]
-			members[i] = member{id: id, addr: ri.addr, port: ri.port, weight: w, lastWeight: t.lastWeight[id]}
-			memberIDs[i] = id
-			v := t.realVals[id]
-			fmt.Fprintf(&sig, "%d:%d:%d:%d,", id, w, v.Uthreshold, v.Lthreshold)
-		}
-		newOrder[si] = order
-		table, flags, err := schedTables(s, members)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.Key(), err)
-		}
-		if uint64(ringOff)+uint64(len(table))+uint64(len(members)) > maps.RingHalf {
-			return fmt.Errorf("%s: scheduler tables exceed %d slots", s.Key(), maps.RingHalf)
-		}
-		if err := t.set.Ring.Write(next, ringOff, table); err != nil {
-			return fmt.Errorf("%s: write scheduler table: %w", s.Key(), err)
-		}
-		memOff := ringOff + uint32(len(table))
-		if err := t.set.Ring.Write(next, memOff, memberIDs); err != nil {
-			return fmt.Errorf("%s: write members: %w", s.Key(), err)
-		}
-		if t.pool[si] != sig.String() {
-			// rr and wrr restart their sequence on any pool change.
-			if err := t.set.RR.Reset(sid); err != nil {
-				return fmt.Errorf("%s: reset scheduler: %w", s.Key(), err)
-			}
-			newPool[si] = sig.String()
-		} else {
-			newPool[si] = t.pool[si]
-		}
-		// ip_vs_sched_persist: port-0 and FTP services make templates
-		// without a port.
-		if s.Port == 0 {
-			flags |= maps.SvcAllPorts | maps.SvcTmplNoPort
-		}
-		if s.Port == 21 {
-			flags |= maps.SvcTmplNoPort
-		}
-		var svcTree uint32
-		kind := schedKinds[schedName(s.Sched)]
-		if usesTree(kind) {
-			leaves := uint32(1)
-			for leaves < uint32(len(members)) {
-				leaves <<= 1
-			}
-			base, err := t.set.Trees.SetMeta(next, treeOff, kind, leaves, memOff, sid)
-			if err != nil {
-				return fmt.Errorf("%s: %w", s.Key(), err)
-			}
-			for i, id := range memberIDs {
-				p := t.treePos[id]
-				p.Base[next] = base
-				p.Leaf[next] = uint32(i)
-				newPos[id] = p
-			}
-			svcTree = treeOff
-			treeOff += 2 * leaves
-		}
-		svcs = append(svcs, pending{
-			key: maps.SvcKey{Vip: maps.Be32(s.VIP), Port: maps.Be16(s.Port), Proto: s.Protocol, Gen: uint8(next)},
-			val: maps.SvcVal{
-				Id: sid, Sched: uint32(kind), Flags: flags, Mode: uint32(m),
-				TabOff: ringOff, TabLen: uint32(len(table)), MemOff: memOff, MemLen: uint32(len(members)),
-				PersistMask: maps.Be32(prefixMask(s.PersistPrefix)), PersistTimeout: uint64(s.PersistTimeout),
-				TreeOff: svcTree,
-			},
-		})
-		ringOff = memOff + uint32(len(members))
-	}
-
-	// Whatever the idle generation still holds is from two configurations
-	// ago; clear it before filling it.
-	all, err := t.set.Services.All()
-	if err != nil {
-		return fmt.Errorf("read services: %w", err)
-	}
-	for k := range all {
-		if uint32(k.Gen) == next {
-			if err := t.set.Services.Delete(k); err != nil {
-				return fmt.Errorf("clear idle services: %w", err)
-			}
-		}
-	}
-	for _, p := range svcs {
-		if err := t.set.Services.Put(p.key, p.val); err != nil {
-			return fmt.Errorf("write service: %w", err)
-		}
-	}
-
-	// Every real gets its place in the new generation's trees, or none. A
-	// removed real's position stays as it was: xlb_tree_fix checks the
-	// member list before it touches a leaf.
-	var posIDs []uint32
-	var posVals []maps.TreePos
-	for id := range keepReal {
-		p, ok := newPos[id]
-		if !ok {
-			p = t.treePos[id]
-			p.Base[next], p.Leaf[next] = 0, 0
-			newPos[id] = p
-		}
-		if old, ok := t.treePos[id]; !ok || old != p {
-			posIDs = append(posIDs, id)
-			posVals = append(posVals, p)
-		}
-	}
-	if err := t.set.Trees.SetPos(posIDs, posVals); err != nil {
-		return fmt.Errorf("write tree positions: %w", err)
-	}
-	if _, err := t.set.Trees.Build(next); err != nil {
-		return fmt.Errorf("build scheduler trees: %w", err)
-	}
-
-	// Until the switch the filter must let both configurations through.
-	union := t.set.Filter.Bits()
-	for b, v := range filter {
-		union[b] |= v
-	}
-	if err := t.set.Filter.Set(union); err != nil {
-		return fmt.Errorf("write address filter: %w", err)
-	}
-
-	// The switch: from here on packets see only the new configuration.
-	if err := t.set.Ctl.Set(maps.CtlVal{Gen: next}); err != nil {
-		return fmt.Errorf("switch generation: %w", err)
-	}
-	t.gen = next
-	*switched = true
-
-	var errs []error
-	// Counts that changed between the build and the switch went to the old
-	// trees only.
-	if _, err := t.set.Trees.Build(next); err != nil {
-		errs = append(errs, fmt.Errorf("build scheduler trees: %w", err))
-	}
-	t.treePos = newPos
-	errs = append(errs, t.set.Filter.Set(filter))
-	for k := range all {
-		if uint32(k.Gen) != next {
-			errs = append(errs, t.set.Services.Delete(k))
-		}
-	}
-	for ri, id := range t.realIDs {
-		if keepReal[id] {
-			continue
-		}
-		v := t.realVals[id]
-		v.Flags = 0
-		errs = append(errs, t.set.Reals.Put(id, v))
-		delete(t.realIDs, ri)
-		delete(t.realVals, id)
-		delete(t.lastWeight, id)
-	}
-	for si := range t.svcIDs {
-		if !keepSvc[si] {
-			delete(t.svcIDs, si)
-		}
-	}
-	t.state = st
-	vips := map[netip.Addr]bool{}
-	for _, s := range st.Services {
-		vips[s.VIP] = true
-	}
-	t.vips.Store(&vips)
-	t.order = newOrder
-	t.pool = newPool
-	return errors.Join(errs...)
-}
-
 // RefreshTrees rebuilds the active generation's scheduler trees from the
 // live counts.
 func (t *Tables) RefreshTrees() error {
@@ -558,155 +306,9 @@ func prefixMask(bits int) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)})
 }
 
-// Status reports the services as last applied, with their counters.
-func (t *Tables) Status() ([]dataplane.ServiceStatus, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var out []dataplane.ServiceStatus
-	for _, s := range t.state.Services {
-		si := svcIdent{s.VIP, s.Port, s.Protocol}
-		ss := dataplane.ServiceStatus{VIP: s.VIP, Port: s.Port, Protocol: dataplane.ProtocolName(s.Protocol),
-			Sched: schedName(s.Sched), Kind: s.Kind.String(), Persistence: s.PersistTimeout, PersistPrefix: s.PersistPrefix}
-		st, err := t.set.SvcStats.Get(t.svcIDs[si])
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s.Key(), err)
-		}
-		ss.Counters = counters(st)
-		for _, r := range s.Reals {
-			id := t.realIDs[realIdent{si, r.Addr, r.Port}]
-			st, err := t.set.RealStats.Get(id)
-			if err != nil {
-				return nil, fmt.Errorf("%s: real %s: %w", s.Key(), r.Addr, err)
-			}
-			v := t.realVals[id]
-			load, err := t.set.RealLoad.Get(id)
-			if err != nil {
-				return nil, fmt.Errorf("%s: real %s: %w", s.Key(), r.Addr, err)
-			}
-			ss.Reals = append(ss.Reals, dataplane.RealStatus{Addr: r.Addr, Port: r.Port, Weight: r.Weight,
-				Counters: counters(st), Reachable: v.Mode == uint32(maps.ModeNAT) || v.Dmac != [6]uint8{},
-				ActiveConns: load.Active, InactiveConns: load.Inactive, PersistConns: load.Persist,
-				Overloaded: load.Overloaded != 0})
-		}
-		out = append(out, ss)
-	}
-	return out, nil
-}
-
 func counters(s maps.Stats) dataplane.Counters {
 	return dataplane.Counters{Connections: s.Conns, Picks: s.Picks, PacketsIn: s.PktsIn, BytesIn: s.BytesIn,
 		PacketsOut: s.PktsOut, BytesOut: s.BytesOut}
-}
-
-// putReal makes sure the real has an id and an up-to-date entry. usable
-// says whether new flows may go to it (DR and TUN need its MAC). A real
-// whose next hop's MAC res does not know yet goes into pend, for the
-// resolver task; tree says its service's scheduler reads weights from the
-// reals map (rather than from tables built of them).
-func (t *Tables) putReal(ctx context.Context, res Resolver, pend map[uint32]pendingReal, si svcIdent, sid uint32,
-	m maps.Mode, r dataplane.Real, tree bool) (uint32, bool, error) {
-	ri := realIdent{si, r.Addr, r.Port}
-	id, known := t.realIDs[ri]
-	old := t.realVals[id]
-
-	v := maps.RealVal{
-		Vip:        maps.Be32(si.vip),
-		Vport:      maps.Be16(si.port),
-		Proto:      si.proto,
-		Flags:      maps.RealValid,
-		Ip:         maps.Be32(r.Addr),
-		Port:       maps.Be16(r.Port),
-		Mode:       uint32(m),
-		SvcId:      sid,
-		Weight:     uint32(max(r.Weight, 0)),
-		Uthreshold: uint32(max(r.UThreshold, 0)),
-		Lthreshold: uint32(max(r.LThreshold, 0)),
-	}
-	usable := true
-	l2, err := res.Resolve(ctx, r.Addr)
-	var unresolved *PendingError
-	waiting := errors.As(err, &unresolved)
-	switch {
-	case err == nil:
-		v = withL2(v, l2)
-	case m == maps.ModeNAT:
-		// NAT routes with bpf_fib_lookup per packet; the kernel resolves.
-		t.log.Debug("real not resolved yet", "real", r.Addr, "err", err)
-	case known && old.Dmac != [6]uint8{}:
-		// Keep what worked before a transient failure, or while the
-		// kernel resolves a neighbour entry it dropped.
-		v.Ifindex, v.LbIp, v.Mtu, v.Dmac, v.Smac = old.Ifindex, old.LbIp, old.Mtu, old.Dmac, old.Smac
-	case waiting:
-		usable = false
-		if _, ok := t.pending[id]; !known || !ok {
-			t.log.Warn("real server's MAC not known yet: no new flows until its neighbour resolves", "real", r.Addr,
-				"next_hop", unresolved.Next)
-		}
-	default:
-		usable = false
-		t.log.Warn("real server unreachable: no new flows until it resolves", "real", r.Addr, "err", err)
-	}
-	// An unreachable real takes no new flows: weight 0 to the program.
-	if !usable {
-		v.Weight = 0
-	}
-	// __ip_vs_update_dest keeps the last non-zero weight (set on add even
-	// when zero); mh's table is built from it.
-	switch {
-	case !known:
-		v.LastWeight = v.Weight
-	case v.Weight > 0:
-		v.LastWeight = v.Weight
-	default:
-		v.LastWeight = old.LastWeight
-	}
-
-	// A changed forwarding method is a different real to the flows that
-	// use it: give it a new serial so they reschedule.
-	if known && old.Mode == v.Mode {
-		v.Serial = old.Serial
-		// __ip_vs_update_dest: no upper threshold, or a higher one, ends
-		// the overload.
-		if v.Uthreshold == 0 || v.Uthreshold > old.Uthreshold {
-			if err := t.set.RealLoad.ClearOverload(id); err != nil {
-				return 0, false, fmt.Errorf("clear overload: %w", err)
-			}
-		}
-	} else {
-		t.serial++
-		v.Serial = t.serial
-		if known {
-			// Its connections no longer count (their serial is the old one).
-			if err := t.set.RealLoad.Zero(id); err != nil {
-				return 0, false, err
-			}
-		}
-	}
-	if !known {
-		var err error
-		id, err = allocate(t.realUsed, &t.nextReal, maps.MaxReals)
-		if err != nil {
-			return 0, false, err
-		}
-		if err := t.set.RealStats.Zero(id); err != nil {
-			return 0, false, err
-		}
-		if err := t.set.RealLoad.Zero(id); err != nil {
-			return 0, false, err
-		}
-	}
-	t.lastWeight[id] = int(v.LastWeight)
-	if !known || old != v {
-		if err := t.set.Reals.Put(id, v); err != nil {
-			return 0, false, err
-		}
-	}
-	t.realIDs[ri] = id
-	t.realVals[id] = v
-	if waiting {
-		pend[id] = pendingReal{ri: ri, weight: max(r.Weight, 0), unusable: !usable, tree: tree}
-	}
-	return id, usable, nil
 }
 
 // withL2 is v with the path l2.
