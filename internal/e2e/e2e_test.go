@@ -35,7 +35,7 @@ var (
 )
 
 // xlbdBinary builds cmd/xlbd once per test run.
-func xlbdBinary(t *testing.T) string {
+func xlbdBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "xlbd-e2e-bin")
@@ -55,7 +55,7 @@ func xlbdBinary(t *testing.T) string {
 	return binPath
 }
 
-func requireNetns(t *testing.T) {
+func requireNetns(t testing.TB) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	if err := testbed.Available(); err != nil {
@@ -65,7 +65,7 @@ func requireNetns(t *testing.T) {
 
 // bpffs mounts a private bpffs for the daemon's pins: the host's
 // /sys/fs/bpf is invisible inside `ip netns exec`, a mount elsewhere is not.
-func bpffs(t *testing.T) string {
+func bpffs(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bpf")
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -80,9 +80,9 @@ func bpffs(t *testing.T) string {
 
 // ctlSocket is a control socket path of the test's own: the default one
 // under /run is shared by every namespace.
-func ctlSocket(t *testing.T) string { return filepath.Join(t.TempDir(), "xlbd.sock") }
+func ctlSocket(t testing.TB) string { return filepath.Join(t.TempDir(), "xlbd.sock") }
 
-func start(t *testing.T, ns *testbed.Netns, name string, args ...string) *testbed.Process {
+func start(t testing.TB, ns *testbed.Netns, name string, args ...string) *testbed.Process {
 	t.Helper()
 	p, err := testbed.Start(t, ns, nil, name, args...)
 	if err != nil {

@@ -83,7 +83,7 @@ func TestScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scaleAddresses(t, top)
+	scaleAddresses(t, top, scaleAddrs)
 	scaleServe(t, top.Reals[0])
 
 	pin := bpffs(t)
@@ -264,7 +264,7 @@ func scaleIndex(a netip.Addr) int {
 // scaleAddresses puts the pool's addresses on the real's eth0, so that it
 // answers ARP for all of them, and routes them on-link from the LB's
 // back interface, so that the LB resolves each one.
-func scaleAddresses(t *testing.T, top *testbed.Topology) {
+func scaleAddresses(t testing.TB, top *testbed.Topology, n int) {
 	t.Helper()
 	t0 := time.Now()
 	err := top.Reals[0].Do(func() error {
@@ -277,7 +277,7 @@ func scaleAddresses(t *testing.T, top *testbed.Topology) {
 		if err != nil {
 			return err
 		}
-		for i := 0; i < scaleAddrs; i++ {
+		for i := 0; i < n; i++ {
 			a := scaleAddr(i)
 			if err := h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
 				return fmt.Errorf("add %s: %w", a, err)
@@ -299,13 +299,13 @@ func scaleAddresses(t *testing.T, top *testbed.Topology) {
 	if err != nil {
 		t.Fatalf("%s: route %s: %v", top.LB, scaleNet, err)
 	}
-	t.Logf("%d addresses on %s/%s in %v", scaleAddrs, top.Reals[0], top.RealLink, time.Since(t0).Round(time.Millisecond))
+	t.Logf("%d addresses on %s/%s in %v", n, top.Reals[0], top.RealLink, time.Since(t0).Round(time.Millisecond))
 }
 
 // scaleServe runs HTTP servers on the wildcard address, ports 8080 and
 // 8081, in ns: they answer for every address there with the address and
 // port the connection reached ("10.50.4.7:8080").
-func scaleServe(t *testing.T, ns *testbed.Netns) {
+func scaleServe(t testing.TB, ns *testbed.Netns) {
 	t.Helper()
 	for p := 0; p < scalePorts; p++ {
 		l, err := ns.Listen("tcp", fmt.Sprintf(":%d", 8080+p))

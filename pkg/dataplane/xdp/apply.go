@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -149,6 +150,7 @@ type book struct {
 	retiredReals              map[realIdent]retiredReal
 	retiredSvcs               map[svcIdent]uint32
 	retiredIDs                map[uint32]bool
+	applied                   map[svcIdent]appliedSvc
 }
 
 func (t *Tables) save() book {
@@ -160,6 +162,7 @@ func (t *Tables) save() book {
 		wrote: [2]map[svcIdent]svcWrite{maps.Clone(t.wrote[0]), maps.Clone(t.wrote[1])},
 		ring:  t.ringArena.clone(), tree: t.treeArena.clone(),
 		retiredReals: maps.Clone(t.retiredReals), retiredSvcs: maps.Clone(t.retiredSvcs), retiredIDs: maps.Clone(t.retiredIDs),
+		applied: t.applied,
 	}
 }
 
@@ -169,6 +172,7 @@ func (t *Tables) restore(b book) {
 	t.order, t.lastWeight, t.pool, t.treePos = b.order, b.lastWeight, b.pool, b.treePos
 	t.slots, t.wrote, t.ringArena, t.treeArena = b.slots, b.wrote, b.ring, b.tree
 	t.retiredReals, t.retiredSvcs, t.retiredIDs = b.retiredReals, b.retiredSvcs, b.retiredIDs
+	t.applied = b.applied
 }
 
 // retiredReal is a removed real whose id is kept for it as long as ids
@@ -179,6 +183,44 @@ func (t *Tables) restore(b book) {
 type retiredReal struct {
 	id  uint32
 	val xmaps.RealVal
+}
+
+// appliedSvc is a service as the last Apply planned it. The same service
+// again, with the same paths to its reals, is not planned again: its want
+// and its reals' ids are taken as they were, so an Apply costs little for
+// the services that did not change.
+type appliedSvc struct {
+	spec dataplane.Service // Reals cloned
+	l2   []L2              // each real's path; nil: some real had none
+	ids  []uint32          // each real's id, in spec order
+	want want
+}
+
+func sameService(a, b *dataplane.Service) bool {
+	return a.VIP == b.VIP && a.Port == b.Port && a.Protocol == b.Protocol && a.Sched == b.Sched &&
+		slices.Equal(a.SchedFlags, b.SchedFlags) && a.Kind == b.Kind && a.PersistTimeout == b.PersistTimeout &&
+		a.PersistPrefix == b.PersistPrefix && slices.Equal(a.Reals, b.Reals)
+}
+
+func sameL2(a, b L2) bool {
+	return a.Ifindex == b.Ifindex && a.MTU == b.MTU && a.SrcIP == b.SrcIP &&
+		bytes.Equal(a.SrcMAC, b.SrcMAC) && bytes.Equal(a.DstMAC, b.DstMAC)
+}
+
+// unchanged returns how the last Apply planned s when s and its reals'
+// paths are as they were then.
+func (t *Tables) unchanged(ctx context.Context, res Resolver, si svcIdent, s *dataplane.Service) (appliedSvc, bool) {
+	a, ok := t.applied[si]
+	if !ok || t.compacting || a.l2 == nil && len(a.spec.Reals) > 0 || !sameService(&a.spec, s) {
+		return appliedSvc{}, false
+	}
+	for i, r := range s.Reals {
+		l2, err := res.Resolve(ctx, r.Addr)
+		if err != nil || !sameL2(l2, a.l2[i]) {
+			return appliedSvc{}, false
+		}
+	}
+	return a, true
 }
 
 // want is a service as an Apply wants it in the maps.
@@ -344,6 +386,7 @@ func (t *Tables) plan(ctx context.Context, x *txn, st dataplane.State, res Resol
 	filter := map[uint32]uint8{}
 	newOrder := map[svcIdent][]realIdent{}
 	newPool := map[svcIdent]string{}
+	newApplied := make(map[svcIdent]appliedSvc, len(st.Services))
 	wants := make([]want, 0, len(st.Services))
 	for i := range st.Services {
 		s := &st.Services[i]
@@ -354,6 +397,14 @@ func (t *Tables) plan(ctx context.Context, x *txn, st dataplane.State, res Resol
 			for _, r := range s.Reals {
 				filter[xmaps.Bucket(r.Addr)] |= xmaps.FilterNATReal
 			}
+		}
+		if a, ok := t.unchanged(ctx, res, si, s); ok {
+			for _, id := range a.ids {
+				keepReal[id] = true
+			}
+			newOrder[si], newPool[si], newApplied[si] = t.order[si], t.pool[si], a
+			wants = append(wants, a.want)
+			continue
 		}
 		sid, err := t.serviceID(x, si)
 		if err != nil {
@@ -366,10 +417,19 @@ func (t *Tables) plan(ctx context.Context, x *txn, st dataplane.State, res Resol
 		// pushed on the head one after the other.
 		ids := make(map[realIdent]uint32, len(s.Reals))
 		weights := make(map[realIdent]int, len(s.Reals))
-		for _, r := range s.Reals {
-			id, usable, err := t.putReal(ctx, x, res, pend, si, sid, m, r, tree)
+		a := appliedSvc{spec: *s, l2: make([]L2, len(s.Reals)), ids: make([]uint32, len(s.Reals))}
+		a.spec.Reals, a.spec.SchedFlags = slices.Clone(s.Reals), slices.Clone(s.SchedFlags)
+		for i, r := range s.Reals {
+			var path lookup
+			id, usable, err := t.putReal(ctx, x, res, pend, si, sid, m, r, tree, &path)
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("%s: real %s: %w", s.Key(), netip.AddrPortFrom(r.Addr, r.Port), err)
+			}
+			a.ids[i] = id
+			if path.err == nil && a.l2 != nil {
+				a.l2[i] = path.l2
+			} else {
+				a.l2 = nil
 			}
 			keepReal[id] = true
 			ri := realIdent{si, r.Addr, r.Port}
@@ -457,6 +517,8 @@ func (t *Tables) plan(ctx context.Context, x *txn, st dataplane.State, res Resol
 			}
 		}
 		wants = append(wants, w)
+		a.want = w
+		newApplied[si] = a
 	}
 	// Slots of services no longer configured go back to the arenas.
 	for si, sl := range t.slots {
@@ -469,7 +531,7 @@ func (t *Tables) plan(ctx context.Context, x *txn, st dataplane.State, res Resol
 			delete(t.tableCache, si)
 		}
 	}
-	t.order, t.pool = newOrder, newPool
+	t.order, t.pool, t.applied = newOrder, newPool, newApplied
 	return wants, keepReal, filter, nil
 }
 
@@ -773,10 +835,7 @@ func (t *Tables) finish(st dataplane.State) {
 	snap := &snapshot{services: make([]snapService, 0, len(st.Services))}
 	for _, s := range st.Services {
 		si := svcIdent{s.VIP, s.Port, s.Protocol}
-		ss := snapService{s: s, id: t.svcIDs[si], reals: make([]uint32, len(s.Reals))}
-		for i, r := range s.Reals {
-			ss.reals[i] = t.realIDs[realIdent{si, r.Addr, r.Port}]
-		}
+		ss := snapService{s: s, id: t.svcIDs[si], reals: t.applied[si].ids}
 		snap.services = append(snap.services, ss)
 	}
 	t.snap.Store(snap)
@@ -786,9 +845,10 @@ func (t *Tables) finish(st dataplane.State) {
 // says whether new flows may go to it (DR and TUN need its MAC). A real
 // whose next hop's MAC res does not know yet goes into pend, for the
 // resolver task; tree says its service's scheduler reads weights from the
-// reals map (rather than from tables built of them).
+// reals map (rather than from tables built of them). path is set to what
+// res said of the real.
 func (t *Tables) putReal(ctx context.Context, x *txn, res Resolver, pend map[uint32]pendingReal, si svcIdent, sid uint32,
-	m xmaps.Mode, r dataplane.Real, tree bool) (uint32, bool, error) {
+	m xmaps.Mode, r dataplane.Real, tree bool, path *lookup) (uint32, bool, error) {
 	ri := realIdent{si, r.Addr, r.Port}
 	id, known := t.realIDs[ri]
 	old := t.realVals[id]
@@ -813,6 +873,7 @@ func (t *Tables) putReal(ctx context.Context, x *txn, res Resolver, pend map[uin
 	}
 	usable := true
 	l2, err := res.Resolve(ctx, r.Addr)
+	*path = lookup{l2, err}
 	var unresolved *PendingError
 	waiting := errors.As(err, &unresolved)
 	switch {

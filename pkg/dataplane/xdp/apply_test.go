@@ -308,3 +308,31 @@ func TestWeightChangeInPlace(t *testing.T) {
 		t.Errorf("%d map writes for an unchanged state", writes)
 	}
 }
+
+// A real removed and added back before its client's persistence template
+// expired gets the client again, as IPVS's dest trash gives it back: the
+// template still names its id and serial.
+func TestRealAddedBackKeepsTemplates(t *testing.T) {
+	l := newLab(t)
+	a, b := netip.MustParseAddr("10.50.2.11"), netip.MustParseAddr("10.50.2.12")
+	st := func(rs ...dataplane.Real) dataplane.State {
+		s := natState(rs...)
+		s.Services[0].Sched, s.Services[0].PersistTimeout = "wrr", 300*time.Second
+		return s
+	}
+	l.apply(t, st(real2(11, 5), real2(12, 1)))
+	if got := l.sendFlow(t, 41000); got != a {
+		t.Fatalf("first flow went to %s, want %s (wrr's heaviest)", got, a)
+	}
+	l.apply(t, st(real2(12, 1)))
+	// Back, now the lighter one: a fresh choice would be the other real.
+	l.apply(t, st(real2(11, 1), real2(12, 5)))
+	if got := l.sendFlow(t, 41001); got != a {
+		t.Errorf("the client's next connection went to %s, want %s (its template's real, added back)", got, a)
+	}
+	// Another client has no template: wrr picks the heaviest.
+	l.apply(t, st(real2(11, 1), real2(12, 5)))
+	if got := l.sendFlowFrom(t, netip.MustParseAddr("10.50.0.99"), 41002); got != b {
+		t.Errorf("a new client went to %s, want %s", got, b)
+	}
+}

@@ -30,8 +30,14 @@ func real2(host byte, weight int) dataplane.Real {
 // real it went to.
 func (l *lab) sendFlow(t *testing.T, sport uint16) netip.Addr {
 	t.Helper()
+	return l.sendFlowFrom(t, addrClient, sport)
+}
+
+// sendFlowFrom is sendFlow from another client address.
+func (l *lab) sendFlowFrom(t *testing.T, client netip.Addr, sport uint16) netip.Addr {
+	t.Helper()
 	p := fromClient(vipNAT, 80, layers.IPProtocolTCP)
-	p.sport = sport
+	p.src, p.sport = client, sport
 	verdict, out := l.run(t, l.set.Program, p.bytes(t), l.f0)
 	if verdict != xdpRedirect {
 		t.Fatalf("flow %d: verdict %s, want REDIRECT", sport, verdictName[verdict])

@@ -79,6 +79,7 @@ type Tables struct {
 	retiredSvcs  map[svcIdent]uint32
 	retiredIDs   map[uint32]bool
 	tableCache   map[svcIdent]cachedTable
+	applied      map[svcIdent]appliedSvc
 	// failWrite, for tests, may refuse the nth map write of an Apply.
 	failWrite func(n int, what string) error
 
