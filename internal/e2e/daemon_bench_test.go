@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/xlbd/xlbd/internal/testbed"
 )
@@ -51,7 +48,7 @@ func BenchmarkDaemon(b *testing.B) {
 			addr := func(i int) (netip.Addr, int) { return scaleAddr(i % scaleAddrs), 8080 + i/scaleAddrs }
 			if c.silent {
 				addr = func(i int) (netip.Addr, int) { return netip.AddrFrom4([4]byte{10, 50, 6, byte(1 + i)}), 8080 }
-				benchSilentRoute(b, top)
+				routeOnLink(b, top, netip.MustParsePrefix("10.50.6.0/24"))
 			} else {
 				scaleAddresses(b, top, min(c.reals, scaleAddrs))
 			}
@@ -89,21 +86,5 @@ func BenchmarkDaemon(b *testing.B) {
 			b.ReportMetric(float64(ready.Milliseconds()), "ready-ms")
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "sighup-ms")
 		})
-	}
-}
-
-// benchSilentRoute routes 10.50.6.0/24 on-link from the LB's back
-// interface, where no one answers for it.
-func benchSilentRoute(b *testing.B, top *testbed.Topology) {
-	err := top.LB.Do(func() error {
-		l, err := netlink.LinkByName(top.LBBack)
-		if err != nil {
-			return err
-		}
-		return netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Scope: netlink.SCOPE_LINK,
-			Dst: &net.IPNet{IP: net.IPv4(10, 50, 6, 0), Mask: net.CIDRMask(24, 32)}})
-	})
-	if err != nil {
-		b.Fatalf("%s: route 10.50.6.0/24: %v", top.LB, err)
 	}
 }

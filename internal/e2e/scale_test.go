@@ -288,18 +288,24 @@ func scaleAddresses(t testing.TB, top *testbed.Topology, n int) {
 	if err != nil {
 		t.Fatalf("%s: %v", top.Reals[0], err)
 	}
-	err = top.LB.Do(func() error {
+	routeOnLink(t, top, scaleNet)
+	t.Logf("%d addresses on %s/%s in %v", n, top.Reals[0], top.RealLink, time.Since(t0).Round(time.Millisecond))
+}
+
+// routeOnLink routes p on-link from the LB's back interface.
+func routeOnLink(t testing.TB, top *testbed.Topology, p netip.Prefix) {
+	t.Helper()
+	err := top.LB.Do(func() error {
 		l, err := netlink.LinkByName(top.LBBack)
 		if err != nil {
 			return err
 		}
 		return netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Scope: netlink.SCOPE_LINK,
-			Dst: &net.IPNet{IP: scaleNet.Addr().AsSlice(), Mask: net.CIDRMask(scaleNet.Bits(), 32)}})
+			Dst: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}})
 	})
 	if err != nil {
-		t.Fatalf("%s: route %s: %v", top.LB, scaleNet, err)
+		t.Fatalf("%s: route %s: %v", top.LB, p, err)
 	}
-	t.Logf("%d addresses on %s/%s in %v", n, top.Reals[0], top.RealLink, time.Since(t0).Round(time.Millisecond))
 }
 
 // scaleServe runs HTTP servers on the wildcard address, ports 8080 and
