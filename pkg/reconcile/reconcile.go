@@ -7,6 +7,7 @@ package reconcile
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/xlbd/xlbd/pkg/config"
@@ -54,7 +55,27 @@ func Plan(cfg *config.Config) (dataplane.State, []*config.Error, error) {
 //
 // The error, a config.ErrorList, lists what makes cfg unusable.
 func PlanFor(cfg *config.Config, caps *dataplane.Capabilities) (dataplane.State, []*config.Error, error) {
-	p := planner{cfg: cfg, caps: caps, seen: map[svcKey]*config.VirtualServer{}}
+	return PlanWith(cfg, caps, nil)
+}
+
+// Health is what health checks make of the configured real servers.
+type Health interface {
+	// Real says whether rs of vs is in the pool, and with which weight: a
+	// real that is down is out, or in at weight 0 with
+	// inhibit_on_failure; misc_dynamic may change the weight of one that
+	// is up.
+	Real(vs *config.VirtualServer, rs *config.RealServer) (in bool, weight int)
+	// Sorry says whether vs's sorry server takes its connections (its
+	// quorum is lost).
+	Sorry(vs *config.VirtualServer) bool
+}
+
+// PlanWith is PlanFor with the real servers' health: the pool is the
+// configured real servers minus those that are down, with the sorry
+// server while the quorum is lost. A nil h has every real server up and
+// no sorry server serving.
+func PlanWith(cfg *config.Config, caps *dataplane.Capabilities, h Health) (dataplane.State, []*config.Error, error) {
+	p := planner{cfg: cfg, caps: caps, health: h, seen: map[svcKey]*config.VirtualServer{}}
 	p.st.Timeouts = timeouts(cfg.Global.LVSTimeouts)
 	p.st.Tuning = tuning(cfg.Global.LVSSysctl)
 	groups := map[string]*config.VirtualServerGroup{}
@@ -97,8 +118,9 @@ type svcKey struct {
 
 type planner struct {
 	cfg   *config.Config
-	caps  *dataplane.Capabilities // nil: no backend's limits
-	st    dataplane.State
+	caps   *dataplane.Capabilities // nil: no backend's limits
+	health Health                  // nil: every real up
+	st     dataplane.State
 	notes []*config.Error
 	errs  config.ErrorList
 	seen  map[svcKey]*config.VirtualServer // which virtual server gave a service
@@ -165,12 +187,12 @@ func (p *planner) add(vs *config.VirtualServer, addr netip.Addr, port uint16) {
 		return
 	}
 	p.seen[k] = vs
-	p.st.Services = append(p.st.Services, service(vs, addr, port))
+	p.st.Services = append(p.st.Services, p.service(vs, addr, port))
 	p.count(vs)
 }
 
 // service is vs's data-plane service at addr:port.
-func service(vs *config.VirtualServer, addr netip.Addr, port uint16) dataplane.Service {
+func (p *planner) service(vs *config.VirtualServer, addr netip.Addr, port uint16) dataplane.Service {
 	s := dataplane.Service{
 		VIP:        addr,
 		Port:       port,
@@ -183,7 +205,8 @@ func service(vs *config.VirtualServer, addr netip.Addr, port uint16) dataplane.S
 		s.PersistTimeout = vs.PersistenceTimeout
 		s.PersistPrefix = vs.PersistenceGranularity
 	}
-	for _, rs := range vs.RealServers {
+	for i := range vs.RealServers {
+		rs := &vs.RealServers[i]
 		r := dataplane.Real{
 			Addr:       rs.Address,
 			Port:       rs.Port,
@@ -191,10 +214,35 @@ func service(vs *config.VirtualServer, addr netip.Addr, port uint16) dataplane.S
 			UThreshold: int(rs.UThreshold),
 			LThreshold: int(rs.LThreshold),
 		}
+		if p.health != nil {
+			in, w := p.health.Real(vs, rs)
+			if !in {
+				continue
+			}
+			r.Weight = w
+		}
 		if r.Port == 0 {
 			r.Port = port
 		}
 		s.Reals = append(s.Reals, r)
+	}
+	// keepalived adds the sorry server (weight 1) when the quorum is lost
+	// and removes it when it is back; sorry_server_inhibit keeps it at
+	// weight 0 instead.
+	if vs.SorryServer.IsValid() {
+		sorry := p.health != nil && p.health.Sorry(vs)
+		r := dataplane.Real{Addr: vs.SorryServer.Addr(), Port: vs.SorryServer.Port(), Weight: 1}
+		if r.Port == 0 {
+			r.Port = port
+		}
+		if !sorry {
+			r.Weight = 0
+		}
+		if (sorry || vs.SorryServerInhibit) && !slices.ContainsFunc(s.Reals, func(o dataplane.Real) bool {
+			return o.Addr == r.Addr && o.Port == r.Port
+		}) {
+			s.Reals = append(s.Reals, r)
+		}
 	}
 	return s
 }
