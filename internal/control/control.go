@@ -38,6 +38,8 @@ type Report struct {
 	ReloadsOK     int              `json:"reloads_ok"`
 	ReloadsFailed int              `json:"reloads_failed"`
 	Dataplane     dataplane.Status `json:"dataplane"`
+	Health        []RealHealth     `json:"health,omitempty"`
+	Quorum        []QuorumHealth   `json:"quorum,omitempty"`
 }
 
 // Server answers on the control socket.
@@ -291,6 +293,9 @@ func Format(w io.Writer, r Report) error {
 		}
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := formatHealth(w, r); err != nil {
 		return err
 	}
 	if err := formatTables(w, r.Dataplane); err != nil {

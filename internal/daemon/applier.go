@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"reflect"
 	"sync"
 
 	"github.com/xlbd/xlbd/pkg/dataplane"
@@ -22,6 +23,8 @@ type applier struct {
 	// their change is part of it.
 	next *submission
 	wake chan struct{} // one pending wake-up is enough
+	// last is the state last applied without an error.
+	last *dataplane.State
 }
 
 type submission struct {
@@ -61,6 +64,14 @@ func (a *applier) apply(ctx context.Context, st dataplane.State) error {
 	}
 }
 
+// applied reports whether st is what the data plane holds already: the
+// last state applied, with nothing newer waiting.
+func (a *applier) applied(st dataplane.State) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.next == nil && a.last != nil && reflect.DeepEqual(*a.last, st)
+}
+
 // run applies what is submitted until ctx ends; it is a Task.
 func (a *applier) run(ctx context.Context) error {
 	for {
@@ -77,6 +88,11 @@ func (a *applier) run(ctx context.Context) error {
 			continue
 		}
 		err := a.be.Apply(ctx, s.st)
+		a.mu.Lock()
+		if err == nil {
+			a.last = &s.st
+		}
+		a.mu.Unlock()
 		for _, w := range s.waiters {
 			w <- err
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/xlbd/xlbd/pkg/config"
 	"github.com/xlbd/xlbd/pkg/dataplane"
 	"github.com/xlbd/xlbd/pkg/dataplane/registry"
+	"github.com/xlbd/xlbd/pkg/health"
 	"github.com/xlbd/xlbd/pkg/metrics"
 	"github.com/xlbd/xlbd/pkg/reconcile"
 )
@@ -126,6 +127,7 @@ type daemon struct {
 	ctl      *control.Server
 	m        *metrics.Metrics
 	info     *runInfo
+	hc       *checks
 }
 
 func runWith(ctx context.Context, o Options, reload <-chan struct{}, h hooks) error {
@@ -160,7 +162,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan struct{}) error {
 	// The configuration is judged against what the chosen backend can do
 	// before anything is touched: a start refuses what `xlbd check`
 	// refuses.
-	state, warns, err := d.plan(d.kind.Capabilities())
+	cfg, warns, err := d.read(d.kind.Capabilities())
 	if err != nil {
 		return err
 	}
@@ -215,15 +217,35 @@ func (d *daemon) run(ctx context.Context, reload <-chan struct{}) error {
 	started := false
 	defer func() { d.close(started) }()
 
+	// An adopted data plane's pool stands until the checks have run: a
+	// restart does not flap it.
+	var initial map[health.RealKey]health.Initial
+	if d.be.Adopted() {
+		held, err := d.be.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the adopted data plane: %w", err)
+		}
+		initial = adoptedHealth(cfg, held)
+	}
+	d.hc = d.newChecks(cfg, initial)
+	state, err := d.planHealth(cfg)
+	if err != nil {
+		return err
+	}
 	// Nothing else runs yet: this first apply needs no applier.
 	if err := d.be.Apply(ctx, state); err != nil {
 		return fmt.Errorf("apply %s: %w", o.ConfigPath, err)
 	}
 	d.apply = newApplier(d.be)
+	d.apply.last = &state
 	d.info = &runInfo{report: control.Report{Config: o.ConfigPath, Started: time.Now()}}
 	d.info.report.LastReload = d.info.report.Started
 	d.m = metrics.New(d.be.Status, d.log)
 	d.m.LastReload.SetToCurrentTime()
+	d.hc.mu.Lock()
+	d.hc.m = d.m
+	d.hc.mu.Unlock()
+	d.publishHealth()
 	if d.metricsL != nil {
 		d.log.Info("serving metrics", "addr", d.metricsL.Addr().String())
 	}
@@ -245,6 +267,10 @@ func (d *daemon) tasks(reload <-chan struct{}) []Task {
 	if d.ctl != nil {
 		tasks = append(tasks, Task{Name: "control", Run: d.serveControl})
 	}
+	tasks = append(tasks,
+		Task{Name: "health checks", Run: d.hc.mon.Run},
+		Task{Name: "health to pool", Run: d.follow},
+		Task{Name: "mail", Run: d.hc.mailer.Run, Policy: Restart})
 	// Health checkers and VRRP instances go here, one Task each: they
 	// send their events to the reconciler, which submits the whole
 	// desired state to d.apply (the latest wins). None of them may block
@@ -274,18 +300,18 @@ func (d *daemon) close(started bool) {
 	}
 }
 
-// plan reads the configuration and plans it for a backend that can do
-// caps; the warnings are the parser's and the plan's.
-func (d *daemon) plan(caps dataplane.Capabilities) (dataplane.State, []*config.Error, error) {
+// read reads the configuration and checks that a backend that can do caps
+// can run it; the warnings are the parser's and the plan's.
+func (d *daemon) read(caps dataplane.Capabilities) (*config.Config, []*config.Error, error) {
 	cfg, err := d.load(d.o.ConfigPath, d.o.ConfigFormat)
 	if err != nil {
-		return dataplane.State{}, nil, err
+		return nil, nil, err
 	}
-	st, notes, err := reconcile.PlanFor(cfg, &caps)
+	_, notes, err := reconcile.PlanFor(cfg, &caps)
 	if err != nil {
-		return dataplane.State{}, nil, err
+		return nil, nil, err
 	}
-	return st, slices.Concat(cfg.Warnings, notes), nil
+	return cfg, slices.Concat(cfg.Warnings, notes), nil
 }
 
 // serveControl answers `xlbd status` until ctx ends; it is a Task.
@@ -299,6 +325,7 @@ func (d *daemon) report(ctx context.Context) (control.Report, error) {
 	st, err := d.be.Status(ctx)
 	rep := d.info.get()
 	rep.Dataplane = st
+	rep.Health, rep.Quorum = d.healthReport()
 	return rep, err
 }
 

@@ -61,10 +61,24 @@ func (d *daemon) startReload(ctx context.Context) <-chan struct{} {
 // before it writes anything.
 func (d *daemon) reload(ctx context.Context) {
 	d.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
-	st, warns, err := d.planWithin(ctx, d.reloadTimeout)
+	cfg, warns, err := d.planWithin(ctx, d.reloadTimeout)
+	services := 0
 	if err == nil {
 		logWarnings(d.log, warns)
-		err = d.apply.apply(ctx, st)
+		// The checks take the new configuration first, so that the pool
+		// applied is the new one as they find it; the ones that did not
+		// change keep their state.
+		old := d.hc.config()
+		d.hc.update(cfg)
+		var st dataplane.State
+		if st, err = d.planHealth(cfg); err == nil {
+			err = d.apply.apply(ctx, st)
+		}
+		if err != nil && ctx.Err() == nil {
+			d.hc.update(old)
+		}
+		services = len(st.Services)
+		d.publishHealth()
 	}
 	if ctx.Err() != nil {
 		return // stopping: this reload neither happened nor failed
@@ -82,18 +96,18 @@ func (d *daemon) reload(ctx context.Context) {
 	d.m.Reloads.WithLabelValues("ok").Inc()
 	d.m.LastReload.SetToCurrentTime()
 	d.info.reloaded(true)
-	d.log.Info("reloaded", "config", d.o.ConfigPath, "services", len(st.Services))
+	d.log.Info("reloaded", "config", d.o.ConfigPath, "services", services)
 }
 
 // planWithin is plan, given up on after limit or when ctx ends. A read
 // cannot be interrupted: one given up on goes on in the background, and
 // whatever it finds is dropped, so a stale file never overrides a later
 // reload.
-func (d *daemon) planWithin(ctx context.Context, limit time.Duration) (dataplane.State, []*config.Error, error) {
+func (d *daemon) planWithin(ctx context.Context, limit time.Duration) (*config.Config, []*config.Error, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	type result struct {
-		st    dataplane.State
+		cfg   *config.Config
 		warns []*config.Error
 		err   error
 	}
@@ -106,16 +120,16 @@ func (d *daemon) planWithin(ctx context.Context, limit time.Duration) (dataplane
 				done <- result{err: fmt.Errorf("reading %s: internal error: %v", d.o.ConfigPath, p)}
 			}
 		}()
-		st, warns, err := d.plan(d.be.Capabilities())
-		done <- result{st, warns, err}
+		cfg, warns, err := d.read(d.be.Capabilities())
+		done <- result{cfg, warns, err}
 	}()
 	select {
 	case r := <-done:
-		return r.st, r.warns, r.err
+		return r.cfg, r.warns, r.err
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return dataplane.State{}, nil, fmt.Errorf("reading %s: given up after %s", d.o.ConfigPath, limit)
+			return nil, nil, fmt.Errorf("reading %s: given up after %s", d.o.ConfigPath, limit)
 		}
-		return dataplane.State{}, nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 }

@@ -324,6 +324,19 @@ func (p *pacedTraffic) servedSince(from time.Time) map[string]int {
 	return by
 }
 
+// failedSince lists the connections that started after from and failed.
+func (p *pacedTraffic) failedSince(from time.Time) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []string
+	for _, r := range p.results {
+		if r.err != nil && r.start.After(from) {
+			errs = append(errs, fmt.Sprintf("%s: %v", r.start.Format("15:04:05.000"), r.err))
+		}
+	}
+	return errs
+}
+
 // finish stops the traffic, waits for every connection under way, and
 // returns their count, the pace achieved, who answered and what failed.
 func (p *pacedTraffic) finish() (n int, rate float64, by map[string]int, errs []string) {

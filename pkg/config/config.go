@@ -385,6 +385,12 @@ type VirtualServer struct {
 	// checkers.
 	Virtualhost string
 	SorryServer netip.AddrPort // invalid when there is none
+	// SorryServerInhibit keeps the sorry server in the pool at weight 0
+	// while it is not serving, instead of removing it.
+	SorryServerInhibit bool
+	// SMTPAlert mails quorum changes: smtp_alert, else global_defs'
+	// smtp_alert_checker, else its smtp_alert, else off.
+	SMTPAlert bool
 
 	RealServers []RealServer // may be empty, as in keepalived
 	File        string
@@ -403,8 +409,13 @@ type RealServer struct {
 	InhibitOnFailure bool
 	NotifyUp         Script
 	NotifyDown       Script
-	UThreshold       uint32 // IPVS connection limits; 0: none
-	LThreshold       uint32
+	// SMTPAlert mails this server's health changes: smtp_alert, else
+	// global_defs' smtp_alert_checker, else its smtp_alert, else on
+	// (keepalived keeps this default, unlike its others, for backward
+	// compatibility).
+	SMTPAlert  bool
+	UThreshold uint32 // IPVS connection limits; 0: none
+	LThreshold uint32
 
 	// Checkers decide whether the server is up: it is when all of them
 	// are. Settings keepalived inherits from the real and virtual server

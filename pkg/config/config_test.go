@@ -41,7 +41,7 @@ func vs(addr string, port uint16, line int, rs ...RealServer) VirtualServer {
 }
 
 func rs(addr string, port uint16, weight, line int) RealServer {
-	return RealServer{Address: ip(addr), Port: port, Weight: weight, Line: line}
+	return RealServer{Address: ip(addr), Port: port, Weight: weight, SMTPAlert: true, Line: line}
 }
 
 // setFile fills in the File of every item, which the tables leave out.

@@ -74,7 +74,7 @@ func kvs(addr string, port uint16, reals ...RealServer) VirtualServer {
 }
 
 func krs(addr string, port uint16, checkers ...Checker) RealServer {
-	return RealServer{Address: ip(addr), Port: port, Weight: 1, Checkers: checkers}
+	return RealServer{Address: ip(addr), Port: port, Weight: 1, SMTPAlert: true, Checkers: checkers}
 }
 
 // chk is a checker with the defaults it gets under a virtual server whose

@@ -376,6 +376,12 @@ func (m *marshaler) virtualServer(vs VirtualServer) ymap {
 			y = append(y, ykv{"sorry_server", ymap{{"address", vs.SorryServer.Addr().String()}, {"port", int(vs.SorryServer.Port())}}})
 		}
 	}
+	m.put(&y, "sorry_server_inhibit", vs.SorryServerInhibit, !vs.SorryServerInhibit)
+	// Global smtp_alert is written only when on, and smtp_alert_checker
+	// not at all (it is resolved into each server): what a server leaves
+	// out reads back as the global smtp_alert for a virtual server and as
+	// on for a real server.
+	m.put(&y, "smtp_alert", vs.SMTPAlert, vs.SMTPAlert == m.cfg.Global.SMTPAlert)
 	if len(vs.RealServers) > 0 {
 		var l []any
 		for _, rs := range vs.RealServers {
@@ -403,6 +409,7 @@ func (m *marshaler) realServer(vs VirtualServer, rs RealServer) ymap {
 	m.put(&y, "inhibit_on_failure", rs.InhibitOnFailure, !rs.InhibitOnFailure)
 	m.script(&y, "notify_up", rs.NotifyUp)
 	m.script(&y, "notify_down", rs.NotifyDown)
+	m.put(&y, "smtp_alert", rs.SMTPAlert, rs.SMTPAlert)
 	m.put(&y, "uthreshold", int(rs.UThreshold), rs.UThreshold == 0)
 	m.put(&y, "lthreshold", int(rs.LThreshold), rs.LThreshold == 0)
 	if len(rs.Checkers) > 0 {

@@ -137,6 +137,7 @@ var globalBlock = newBlock("global_defs", []*key{
 	structKey("smtp_server", "address", addrPortShape, kaAddrPort),
 	value("smtp_connect_timeout"),
 	flag("smtp_alert"),
+	flag("smtp_alert_checker"),
 	userKey("script_user"),
 	flag("enable_script_security"),
 	value("vrrp_version"),
@@ -154,7 +155,7 @@ var globalBlock = newBlock("global_defs", []*key{
 	"tmp_config_directory", "config_save_dir", "process_names", "process_name",
 	"vrrp_process_name", "checker_process_name", "bfd_process_name", "use_symlink_paths",
 	"set_supplementary_groups", "startup_script", "startup_script_timeout", "shutdown_script",
-	"shutdown_script_timeout", "smtp_helo_name", "smtp_alert_vrrp", "smtp_alert_checker",
+	"shutdown_script_timeout", "smtp_helo_name", "smtp_alert_vrrp",
 	"checker_log_all_failures", "no_email_faults", "vrrp_mcast_group6", "default_interface",
 	"lvs_sync_daemon", "lvs_flush", "lvs_flush_on_stop", "vrrp_garp_lower_prio_repeat",
 	"vrrp_garp_lower_prio_delay", "vrrp_garp_master_refresh_repeat", "vrrp_garp_interval",
@@ -338,8 +339,9 @@ var realServerBlock = newBlock("real_server", append(checkerDefaults(),
 	value("virtualhost"),
 	flag("alpha"),
 	value("delay_loop"),
+	flag("smtp_alert"),
 	&key{name: "checkers", kws: checkerKeywords(), kind: kItems, sub: checkerBlock, ka: kaChecker, typed: true},
-), "lvs_method", "smtp_alert", "snmp_name", "BFD_CHECK")
+), "lvs_method", "snmp_name", "BFD_CHECK")
 
 func checkerKeywords() []string {
 	return []string{"TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "DNS_CHECK", "SMTP_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK"}
@@ -371,9 +373,11 @@ var virtualServerBlock = newBlock("virtual_server", append(checkerDefaults(),
 	flag("inhibit_on_failure"),
 	value("virtualhost"),
 	structKey("sorry_server", "address", addrPortShape, kaAddrPort),
+	flag("sorry_server_inhibit"),
+	flag("smtp_alert"),
 	itemsKey("real_servers", "real_server", realServerBlock, kaRealServer),
 ),
-	"ip_family", "hashed", "flag-1", "flag-2", "flag-3", "persistence_engine", "smtp_alert", "snmp_name", "sorry_server_inhibit",
+	"ip_family", "hashed", "flag-1", "flag-2", "flag-3", "persistence_engine", "snmp_name",
 	"sorry_server_lvs_method", "weight", "nat_mask",
 )
 

@@ -16,6 +16,10 @@ import (
 type validator struct {
 	d   *diag
 	cfg *Config
+	// smtpAlertVS and smtpAlertRS are what a virtual and a real server
+	// without smtp_alert get: keepalived's global settings are unset
+	// until given, which Global's plain booleans cannot say.
+	smtpAlertVS, smtpAlertRS bool
 }
 
 func validate(d *diag, raw *rawNode) *Config {
@@ -306,6 +310,7 @@ func (v *validator) global(n *rawNode) Global {
 		LVSTimeouts:          LVSTimeouts{DefaultLVSTimeoutTCP, DefaultLVSTimeoutTCPFin, DefaultLVSTimeoutUDP},
 		LVSSysctl:            LVSSysctl{ConnReuseMode: DefaultConnReuseMode},
 	}
+	v.smtpAlertVS, v.smtpAlertRS = false, true
 	if n == nil {
 		return g
 	}
@@ -326,6 +331,7 @@ func (v *validator) global(n *rawNode) Global {
 	}
 	v.setSeconds(&g.SMTPConnectTimeout, n.val("smtp_connect_timeout"), "smtp_connect_timeout", time.Second)
 	v.setFlag(&g.SMTPAlert, n.val("smtp_alert"))
+	v.smtpAlertDefaults(n, &g)
 	if u := n.node("script_user"); u != nil {
 		if v.requiredIn(u, "user") {
 			v.setText(&g.ScriptUser, u.val("user"))

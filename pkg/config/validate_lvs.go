@@ -301,6 +301,15 @@ func (v *validator) virtualServer(n *rawNode, groups map[string]bool) (VirtualSe
 		}
 	}
 
+	v.setFlag(&vs.SorryServerInhibit, n.val("sorry_server_inhibit"))
+	if vs.SorryServerInhibit && !vs.SorryServer.IsValid() && n.node("sorry_server") == nil {
+		// keepalived ignores it too, with the same complaint.
+		v.d.warn(n.pos, "sorry_server_inhibit without sorry_server is ignored")
+		vs.SorryServerInhibit = false
+	}
+	vs.SMTPAlert = v.smtpAlertVS
+	v.setFlag(&vs.SMTPAlert, n.val("smtp_alert"))
+
 	if vs.Address.IsValid() && vs.Port == 0 && vs.PersistenceTimeout == 0 {
 		// ip_vs_schedule: "port zero only supported in persistent services".
 		v.d.warn(n.pos, "a port-0 (every port) virtual server without persistence_timeout balances nothing: IPVS schedules port-0 services only through persistence templates")
@@ -365,6 +374,8 @@ func (v *validator) realServer(n *rawNode, vs VirtualServer, inh inherited) (Rea
 	rs.InhibitOnFailure = inh.inhibit
 	rs.NotifyUp = v.script(n.node("notify_up"))
 	rs.NotifyDown = v.script(n.node("notify_down"))
+	rs.SMTPAlert = v.smtpAlertRS
+	v.setFlag(&rs.SMTPAlert, n.val("smtp_alert"))
 	if t, ok := v.intIn(n.val("uthreshold"), "uthreshold", 0, math.MaxUint32); ok {
 		rs.UThreshold = uint32(t)
 	}
@@ -377,6 +388,21 @@ func (v *validator) realServer(n *rawNode, vs VirtualServer, inh inherited) (Rea
 		}
 	}
 	return rs, !n.Bad && v.d.errCount() == errs
+}
+
+// smtpAlertDefaults resolves what smtp_alert a virtual and a real server
+// get when they say nothing (keepalived's check_data.c): global_defs'
+// smtp_alert_checker, else its smtp_alert (already read into g), else off
+// for a virtual server and on for a real server.
+func (v *validator) smtpAlertDefaults(global *rawNode, g *Global) {
+	switch {
+	case global.val("smtp_alert_checker") != nil:
+		var on bool
+		v.setFlag(&on, global.val("smtp_alert_checker"))
+		v.smtpAlertVS, v.smtpAlertRS = on, on
+	case global.val("smtp_alert") != nil:
+		v.smtpAlertVS, v.smtpAlertRS = g.SMTPAlert, g.SMTPAlert
+	}
 }
 
 // checkerDefaultsFor gives keepalived's defaults for what a checker leaves

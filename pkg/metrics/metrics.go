@@ -31,6 +31,8 @@ type Metrics struct {
 	Reloads *prometheus.CounterVec
 	// LastReload is when the configuration was last loaded successfully.
 	LastReload prometheus.Gauge
+	// Health is what the health checks found.
+	Health *Health
 }
 
 // New builds the registry with the data-plane collector reading status.
@@ -50,6 +52,7 @@ func New(status StatusFunc, log *slog.Logger) *Metrics {
 	m.Reloads.WithLabelValues("ok")
 	m.Reloads.WithLabelValues("failed")
 	reg.MustRegister(m.Reloads, m.LastReload, &collector{status: status, log: log}, buildInfo())
+	m.Health = newHealth(reg)
 	return m
 }
 

@@ -33,7 +33,15 @@ func (f fakeHealth) Real(_ *config.VirtualServer, rs *config.RealServer) (bool, 
 	return true, rs.Weight
 }
 
-func (f fakeHealth) Sorry(*config.VirtualServer) bool { return f.sorry }
+func (f fakeHealth) Sorry(vs *config.VirtualServer) (bool, int) {
+	switch {
+	case f.sorry:
+		return true, 1
+	case vs.SorryServerInhibit:
+		return true, 0
+	}
+	return false, 0
+}
 
 func TestPlanWithHealth(t *testing.T) {
 	rs := func(a string, w int) config.RealServer {
@@ -68,6 +76,8 @@ func TestPlanWithHealth(t *testing.T) {
 		{"dynamic weight", vs("", false), fakeHealth{weight: map[string]int{"10.50.2.13": 7}},
 			[]dataplane.Real{real("10.50.2.11", 8080, 1), real("10.50.2.12", 8080, 2), real("10.50.2.13", 8080, 7)}},
 		{"sorry server idle", vs("10.50.2.99:80", false), fakeHealth{},
+			[]dataplane.Real{real("10.50.2.11", 8080, 1), real("10.50.2.12", 8080, 2), real("10.50.2.13", 8080, 3)}},
+		{"sorry server, no health", vs("10.50.2.99:80", true), nil,
 			[]dataplane.Real{real("10.50.2.11", 8080, 1), real("10.50.2.12", 8080, 2), real("10.50.2.13", 8080, 3)}},
 		{"sorry server idle, inhibited", vs("10.50.2.99:0", true), fakeHealth{},
 			[]dataplane.Real{real("10.50.2.11", 8080, 1), real("10.50.2.12", 8080, 2), real("10.50.2.13", 8080, 3), real("10.50.2.99", 80, 0)}},

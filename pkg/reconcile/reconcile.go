@@ -65,9 +65,10 @@ type Health interface {
 	// inhibit_on_failure; misc_dynamic may change the weight of one that
 	// is up.
 	Real(vs *config.VirtualServer, rs *config.RealServer) (in bool, weight int)
-	// Sorry says whether vs's sorry server takes its connections (its
-	// quorum is lost).
-	Sorry(vs *config.VirtualServer) bool
+	// Sorry says whether vs's sorry server is in the pool, and with which
+	// weight: 1 while the quorum is lost; with sorry_server_inhibit, 0
+	// while it is not.
+	Sorry(vs *config.VirtualServer) (in bool, weight int)
 }
 
 // PlanWith is PlanFor with the real servers' health: the pool is the
@@ -117,13 +118,13 @@ type svcKey struct {
 }
 
 type planner struct {
-	cfg   *config.Config
+	cfg    *config.Config
 	caps   *dataplane.Capabilities // nil: no backend's limits
 	health Health                  // nil: every real up
 	st     dataplane.State
-	notes []*config.Error
-	errs  config.ErrorList
-	seen  map[svcKey]*config.VirtualServer // which virtual server gave a service
+	notes  []*config.Error
+	errs   config.ErrorList
+	seen   map[svcKey]*config.VirtualServer // which virtual server gave a service
 	// reals counts real servers over services; overSvc and overReal are
 	// the virtual servers that went over the backend's limits first.
 	reals             int
@@ -229,18 +230,13 @@ func (p *planner) service(vs *config.VirtualServer, addr netip.Addr, port uint16
 	// keepalived adds the sorry server (weight 1) when the quorum is lost
 	// and removes it when it is back; sorry_server_inhibit keeps it at
 	// weight 0 instead.
-	if vs.SorryServer.IsValid() {
-		sorry := p.health != nil && p.health.Sorry(vs)
-		r := dataplane.Real{Addr: vs.SorryServer.Addr(), Port: vs.SorryServer.Port(), Weight: 1}
+	if vs.SorryServer.IsValid() && p.health != nil {
+		in, w := p.health.Sorry(vs)
+		r := dataplane.Real{Addr: vs.SorryServer.Addr(), Port: vs.SorryServer.Port(), Weight: w}
 		if r.Port == 0 {
 			r.Port = port
 		}
-		if !sorry {
-			r.Weight = 0
-		}
-		if (sorry || vs.SorryServerInhibit) && !slices.ContainsFunc(s.Reals, func(o dataplane.Real) bool {
-			return o.Addr == r.Addr && o.Port == r.Port
-		}) {
+		if in && !slices.ContainsFunc(s.Reals, func(o dataplane.Real) bool { return o.Addr == r.Addr && o.Port == r.Port }) {
 			s.Reals = append(s.Reals, r)
 		}
 	}
