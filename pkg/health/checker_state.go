@@ -64,6 +64,10 @@ type checkState struct {
 	// weight is the weight the last success asked for, NoWeight when it
 	// asked for none (or the checker is down: keepalived drops cur_weight).
 	weight int
+	// relative says the last success asked for delta more than the
+	// configured weight (FILE_CHECK) rather than for weight.
+	relative bool
+	delta    int
 }
 
 // newCheckState is a checker that has not run yet: alpha starts it down.
@@ -105,7 +109,7 @@ type decision struct {
 
 // step applies one result to s with keepalived's rules for p's flavor.
 func (s *checkState) step(p policy, r Result) decision {
-	wasUp, oldWeight := s.up, s.weight
+	wasUp, oldWeight, oldRel, oldDelta := s.up, s.weight, s.relative, s.delta
 	var d decision
 	switch p.flavor {
 	case flavorHTTP:
@@ -116,7 +120,7 @@ func (s *checkState) step(p policy, r Result) decision {
 		d = s.stepTCP(p, r)
 	}
 	d.changed = s.up != wasUp
-	d.weightChanged = s.weight != oldWeight
+	d.weightChanged = s.weight != oldWeight || s.relative != oldRel || s.delta != oldDelta
 	return d
 }
 
@@ -177,7 +181,7 @@ func (s *checkState) stepHTTP(p policy, r Result) decision {
 		}
 		s.up = false
 		s.failedURL = true
-		s.weight = NoWeight
+		s.dropWeight()
 		d.delay = max(p.delayBeforeRetry, p.delayLoop)
 		return d
 	}
@@ -206,7 +210,7 @@ func (s *checkState) stepMisc(p policy, r Result) decision {
 			d.verdict, d.log = verdictRetry, p.logAllFailures
 		} else {
 			s.retryIt = 0
-			s.weight = NoWeight
+			s.dropWeight()
 			d.verdict = verdictDown
 			s.up = false
 		}
@@ -222,12 +226,17 @@ func (s *checkState) stepMisc(p policy, r Result) decision {
 // setWeight takes a success's weight: MISC_CHECK exit 0 (NoWeight) puts
 // the configured weight back, as keepalived's cur_weight = 0 does.
 func (s *checkState) setWeight(r Result) {
-	if r.OK {
-		s.weight = r.Weight
-	} else if !s.up {
-		s.weight = NoWeight
+	switch {
+	case r.OK && r.Relative:
+		s.weight, s.relative, s.delta = NoWeight, true, r.Weight
+	case r.OK:
+		s.weight, s.relative, s.delta = r.Weight, false, 0
+	case !s.up:
+		s.dropWeight()
 	}
 }
+
+func (s *checkState) dropWeight() { s.weight, s.relative, s.delta = NoWeight, false, 0 }
 
 // migrate carries old's state into a checker whose timing settings changed
 // on a reload (ipwrapper.c migrate_checkers): up and has_run carry over;

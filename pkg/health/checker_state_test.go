@@ -172,6 +172,9 @@ func TestAggregate(t *testing.T) {
 		{"one down", 3, []checkState{up, down}, false, 3},
 		{"dynamic", 3, []checkState{up, {up: true, weight: 10}}, true, 10},
 		{"dynamic clamped", 3, []checkState{{up: true, weight: 70000}}, true, maxWeight},
+		{"file: relative", 10, []checkState{{up: true, weight: NoWeight, relative: true, delta: -3}}, true, 7},
+		{"file and misc", 10, []checkState{{up: true, weight: NoWeight, relative: true, delta: -1}, {up: true, weight: 20}}, true, 19},
+		{"file below zero", 10, []checkState{{up: true, weight: NoWeight, relative: true, delta: -30}}, true, 0},
 	}
 	for _, tt := range tests {
 		if up, weight := aggregate(tt.configured, tt.checks); up != tt.up || weight != tt.weight {

@@ -20,6 +20,9 @@ type Result struct {
 	// misc_dynamic: exit status - 2; FILE_CHECK with weight); NoWeight
 	// when the check says nothing of weight.
 	Weight int
+	// Relative makes Weight a change of the real server's configured
+	// weight (FILE_CHECK's value × weight) rather than the weight itself.
+	Relative bool
 	// Reason says why a check failed, in a few words fit for a log line
 	// and a status column: "timeout", "connection refused", "status 503",
 	// "digest mismatch", "exit status 1". Empty when OK, or a short note

@@ -23,9 +23,6 @@ type ProbeOptions struct {
 	// header (and SNI name), after the url's and the checker's: the
 	// virtual server's virtualhost when the config did not resolve it.
 	Virtualhost string
-	// RealWeight is the real server's configured weight. FILE_CHECK's
-	// value changes the weight relative to it.
-	RealWeight int
 	// Scripts runs MISC_CHECK's misc_path with global_defs' script_user
 	// and enable_script_security; nil means keepalived's defaults.
 	Scripts *script.Runner

@@ -26,10 +26,9 @@ import (
 // nothing here. keepalived watches the file with inotify; here it is
 // read on each check.
 type fileProber struct {
-	path       string
-	weight     int64
-	reverse    bool
-	realWeight int64
+	path    string
+	weight  int64
+	reverse bool
 	// last is the value last read: keepalived keeps the old state when
 	// the file holds a number out of range.
 	last atomic.Int64
@@ -46,7 +45,7 @@ func newFileProber(c config.Checker, o ProbeOptions) (Prober, error) {
 	} else if !strings.Contains(path, "/") {
 		return nil, fmt.Errorf("%s: track_file %q is not defined", c.Type, f.TrackFile)
 	}
-	return &fileProber{path: path, weight: int64(f.Weight), reverse: f.Reverse, realWeight: int64(o.RealWeight)}, nil
+	return &fileProber{path: path, weight: int64(f.Weight), reverse: f.Reverse}, nil
 }
 
 const ipvsWeightFault = math.MinInt32 // keepalived's IPVS_WEIGHT_FAULT
@@ -75,7 +74,7 @@ func (p *fileProber) Probe(context.Context) Result {
 		return failed(start, note)
 	}
 	r := passed(start, note)
-	r.Weight = int(min(max(p.realWeight+delta, 0), math.MaxInt32))
+	r.Weight, r.Relative = int(max(min(delta, math.MaxInt32), math.MinInt32)), true
 	return r
 }
 

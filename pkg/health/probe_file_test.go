@@ -51,8 +51,13 @@ func TestFileCheck(t *testing.T) {
 			}
 		}
 		c := config.Checker{Type: config.CheckFile, FileCheck: &config.FileCheck{TrackFile: path, Weight: tt.weight, Reverse: tt.reverse}}
-		r := probe(t, c, netip0(), ProbeOptions{RealWeight: 100}, time.Second)
-		if diff := cmp.Diff(tt.want, want{r.OK, r.Weight}); diff != "" {
+		r := probe(t, c, netip0(), ProbeOptions{}, time.Second)
+		// The value moves a configured weight of 100.
+		w := r.Weight
+		if r.OK && r.Relative {
+			w = int(min(max(100+int64(r.Weight), 0), math.MaxInt32))
+		}
+		if diff := cmp.Diff(tt.want, want{r.OK, w}); diff != "" {
 			t.Errorf("%s: (-want +got)\n%s", tt.name, diff)
 		}
 	}

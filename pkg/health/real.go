@@ -9,12 +9,16 @@ const maxWeight = 65535
 // weight: the configured weight moved by every checker that asks for one
 // (keepalived's effective_weight = iweight + the sum of cur_weight, where
 // a MISC_CHECK's cur_weight is its asked weight minus iweight), clamped as
-// real_weight does. A real server without checkers is always up.
+// real_weight does; a FILE_CHECK's value moves it by the value × weight.
+// A real server without checkers is always up.
 func aggregate(configured int, checks []checkState) (up bool, weight int) {
 	up, weight = true, configured
 	for _, c := range checks {
 		up = up && c.up
-		if c.weight != NoWeight {
+		switch {
+		case c.relative:
+			weight += c.delta
+		case c.weight != NoWeight:
 			weight += c.weight - configured
 		}
 	}
