@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -105,6 +106,9 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 	}
 	m := New(sample, nil)
 	m.LastReload.SetToCurrentTime()
+	m.Health.Checked("10.50.1.100:80/TCP", "10.50.2.11:8080", "HTTP_GET", false, time.Millisecond)
+	m.Health.Changed("10.50.1.100:80/TCP", "10.50.2.11:8080", false)
+	m.Health.SetStates([]RealState{{VS: "10.50.1.100:80/TCP", Real: "10.50.2.11:8080"}}, []QuorumState{{VS: "10.50.1.100:80/TCP", Up: true}})
 	mfs, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +123,8 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 		for _, tg := range p.Targets {
 			for _, used := range name.FindAllString(tg.Expr, -1) {
 				n++
-				if !exported[used] {
+				family := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(used, "_bucket"), "_sum"), "_count")
+				if !exported[used] && !exported[family] {
 					t.Errorf("panel %q queries %s, which xlbd does not export", p.Title, used)
 				}
 			}
