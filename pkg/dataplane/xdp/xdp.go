@@ -4,6 +4,7 @@
 package xdp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -214,7 +215,39 @@ func NewTables(set *maps.Set, res Resolver, log *slog.Logger) (*Tables, error) {
 	if len(svcs) > 0 {
 		log.Info("adopted data plane state", "services", len(t.svcIDs), "reals", len(t.realIDs))
 	}
+	t.snap.Store(t.adoptedSnapshot())
 	return t, nil
+}
+
+// adoptedSnapshot is what Status shows of an adopted data plane until the
+// first Apply: its services with the reals they hold and their weights, so
+// that a restarted daemon can tell which reals were in service.
+func (t *Tables) adoptedSnapshot() *snapshot {
+	snap := &snapshot{}
+	for si, sid := range t.svcIDs {
+		ss := snapService{s: dataplane.Service{VIP: si.vip, Port: si.port, Protocol: si.proto}, id: sid}
+		for _, ri := range t.order[si] {
+			id := t.realIDs[ri]
+			v := t.realVals[id]
+			ss.s.Kind = kindOf(maps.Mode(v.Mode))
+			ss.s.Reals = append(ss.s.Reals, dataplane.Real{Addr: ri.addr, Port: ri.port, Weight: int(v.Weight),
+				UThreshold: int(v.Uthreshold), LThreshold: int(v.Lthreshold)})
+			ss.reals = append(ss.reals, id)
+		}
+		snap.services = append(snap.services, ss)
+	}
+	slices.SortFunc(snap.services, func(a, b snapService) int { return cmp.Compare(a.id, b.id) })
+	return snap
+}
+
+func kindOf(m maps.Mode) dataplane.Kind {
+	switch m {
+	case maps.ModeDR:
+		return dataplane.DR
+	case maps.ModeTUN:
+		return dataplane.TUN
+	}
+	return dataplane.NAT
 }
 
 // allocate returns the first free id at or after *next, wrapping: ids are
