@@ -1,7 +1,6 @@
 package xdp
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -186,14 +185,15 @@ type retiredReal struct {
 }
 
 // appliedSvc is a service as the last Apply planned it. The same service
-// again, with the same paths to its reals, is not planned again: its want
-// and its reals' ids are taken as they were, so an Apply costs little for
-// the services that did not change.
+// again is not planned again: its want and its reals' ids are taken as
+// they were, so an Apply costs little for the services that did not change
+// (their reals are not even looked up: RefreshL2 and the resolver task
+// follow the paths of reals that stay).
 type appliedSvc struct {
-	spec dataplane.Service // Reals cloned
-	l2   []L2              // each real's path; nil: some real had none
-	ids  []uint32          // each real's id, in spec order
-	want want
+	spec     dataplane.Service // Reals cloned
+	resolved bool              // every real had a path
+	ids      []uint32          // each real's id, in spec order
+	want     want
 }
 
 func sameService(a, b *dataplane.Service) bool {
@@ -202,25 +202,36 @@ func sameService(a, b *dataplane.Service) bool {
 		a.PersistPrefix == b.PersistPrefix && slices.Equal(a.Reals, b.Reals)
 }
 
-func sameL2(a, b L2) bool {
-	return a.Ifindex == b.Ifindex && a.MTU == b.MTU && a.SrcIP == b.SrcIP &&
-		bytes.Equal(a.SrcMAC, b.SrcMAC) && bytes.Equal(a.DstMAC, b.DstMAC)
-}
-
-// unchanged returns how the last Apply planned s when s and its reals'
-// paths are as they were then.
-func (t *Tables) unchanged(ctx context.Context, res Resolver, si svcIdent, s *dataplane.Service) (appliedSvc, bool) {
+// unchanged returns how the last Apply planned s when s is as it was then
+// and every real of it had a path.
+func (t *Tables) unchanged(si svcIdent, s *dataplane.Service) (appliedSvc, bool) {
 	a, ok := t.applied[si]
-	if !ok || t.compacting || a.l2 == nil && len(a.spec.Reals) > 0 || !sameService(&a.spec, s) {
+	if !ok || t.compacting || !a.resolved || !sameService(&a.spec, s) {
 		return appliedSvc{}, false
 	}
-	for i, r := range s.Reals {
-		l2, err := res.Resolve(ctx, r.Addr)
-		if err != nil || !sameL2(l2, a.l2[i]) {
-			return appliedSvc{}, false
+	return a, true
+}
+
+// toLookUp is the real addresses of the services of st that an Apply must
+// plan: those not unchanged.
+func (t *Tables) toLookUp(st dataplane.State) []netip.Addr {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	seen := map[netip.Addr]bool{}
+	var out []netip.Addr
+	for i := range st.Services {
+		s := &st.Services[i]
+		if _, ok := t.unchanged(svcIdent{s.VIP, s.Port, s.Protocol}, s); ok {
+			continue
+		}
+		for _, r := range s.Reals {
+			if !seen[r.Addr] {
+				seen[r.Addr] = true
+				out = append(out, r.Addr)
+			}
 		}
 	}
-	return a, true
+	return out
 }
 
 // want is a service as an Apply wants it in the maps.
@@ -246,8 +257,9 @@ func (t *Tables) applyFresh(ctx context.Context, st dataplane.State) ([]uint32, 
 	if err := validate(st); err != nil {
 		return nil, err
 	}
-	// The lookups, one per address, are made before taking mu.
-	res := lookupAll(ctx, t.res, st)
+	// The lookups, one per address of the services that changed, are made
+	// before taking mu.
+	res := lookupAll(ctx, t.res, t.toLookUp(st))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	pend := map[uint32]pendingReal{}
@@ -398,7 +410,7 @@ func (t *Tables) plan(ctx context.Context, x *txn, st dataplane.State, res Resol
 				filter[xmaps.Bucket(r.Addr)] |= xmaps.FilterNATReal
 			}
 		}
-		if a, ok := t.unchanged(ctx, res, si, s); ok {
+		if a, ok := t.unchanged(si, s); ok {
 			for _, id := range a.ids {
 				keepReal[id] = true
 			}
@@ -417,7 +429,7 @@ func (t *Tables) plan(ctx context.Context, x *txn, st dataplane.State, res Resol
 		// pushed on the head one after the other.
 		ids := make(map[realIdent]uint32, len(s.Reals))
 		weights := make(map[realIdent]int, len(s.Reals))
-		a := appliedSvc{spec: *s, l2: make([]L2, len(s.Reals)), ids: make([]uint32, len(s.Reals))}
+		a := appliedSvc{spec: *s, resolved: true, ids: make([]uint32, len(s.Reals))}
 		a.spec.Reals, a.spec.SchedFlags = slices.Clone(s.Reals), slices.Clone(s.SchedFlags)
 		for i, r := range s.Reals {
 			var path lookup
@@ -426,11 +438,7 @@ func (t *Tables) plan(ctx context.Context, x *txn, st dataplane.State, res Resol
 				return nil, nil, nil, fmt.Errorf("%s: real %s: %w", s.Key(), netip.AddrPortFrom(r.Addr, r.Port), err)
 			}
 			a.ids[i] = id
-			if path.err == nil && a.l2 != nil {
-				a.l2[i] = path.l2
-			} else {
-				a.l2 = nil
-			}
+			a.resolved = a.resolved && path.err == nil
 			keepReal[id] = true
 			ri := realIdent{si, r.Addr, r.Port}
 			ids[ri] = id

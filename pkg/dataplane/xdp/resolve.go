@@ -10,7 +10,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/xlbd/xlbd/pkg/dataplane"
 )
 
 // L2 is how to reach a real server from the balancer without the kernel:
@@ -56,18 +55,15 @@ func resolverFor(r Resolver) Resolver {
 	return r
 }
 
-// lookupAll resolves every real address of st once, with one reading of
-// each neighbour table, and answers from what it found.
-func lookupAll(ctx context.Context, r Resolver, st dataplane.State) Resolver {
+// lookupAll resolves addrs once each, with one reading of each neighbour
+// table, and answers from what it found; an address it was not given is
+// asked of r (a state that changed since the addresses were chosen).
+func lookupAll(ctx context.Context, r Resolver, addrs []netip.Addr) Resolver {
 	r = resolverFor(r)
-	found := lookedUp{}
-	for _, s := range st.Services {
-		for _, real := range s.Reals {
-			if _, ok := found[real.Addr]; !ok {
-				l2, err := r.Resolve(ctx, real.Addr)
-				found[real.Addr] = lookup{l2, err}
-			}
-		}
+	found := lookedUp{found: make(map[netip.Addr]lookup, len(addrs)), rest: r}
+	for _, a := range addrs {
+		l2, err := r.Resolve(ctx, a)
+		found.found[a] = lookup{l2, err}
 	}
 	return found
 }
@@ -77,13 +73,16 @@ type lookup struct {
 	err error
 }
 
-type lookedUp map[netip.Addr]lookup
+type lookedUp struct {
+	found map[netip.Addr]lookup
+	rest  Resolver
+}
 
-func (f lookedUp) Resolve(_ context.Context, ip netip.Addr) (L2, error) {
-	if l, ok := f[ip]; ok {
+func (f lookedUp) Resolve(ctx context.Context, ip netip.Addr) (L2, error) {
+	if l, ok := f.found[ip]; ok {
 		return l.l2, l.err
 	}
-	return L2{}, fmt.Errorf("%s was not looked up", ip)
+	return f.rest.Resolve(ctx, ip)
 }
 
 // Neighbours is what the resolver task asks of the kernel's neighbour

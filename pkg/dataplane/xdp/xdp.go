@@ -356,7 +356,7 @@ func withL2(v maps.RealVal, l2 L2) maps.RealVal {
 	return v
 }
 
-// RefreshL2 looks up every reachable DR and TUN real again and rewrites
+// RefreshL2 looks up every reachable real again and rewrites
 // the entries whose path changed (a real replaced by another machine, a
 // new gateway, an MTU change). Configuration and flows are untouched. It
 // reads the kernel's tables and never waits on the network: a real whose
@@ -370,8 +370,9 @@ func (t *Tables) RefreshL2(ctx context.Context) error {
 	var reals []seen
 	t.mu.Lock()
 	for id, v := range t.realVals {
-		// Reals without a MAC are the resolver task's (or Apply's).
-		if v.Mode != uint32(maps.ModeNAT) && v.Dmac != [6]uint8{} {
+		// Reals without a MAC are the resolver task's (or Apply's); NAT
+		// reals need none, but their path's MTU counts.
+		if v.Mode == uint32(maps.ModeNAT) || v.Dmac != [6]uint8{} {
 			reals = append(reals, seen{id, v})
 		}
 	}
@@ -386,7 +387,7 @@ func (t *Tables) RefreshL2(ctx context.Context) error {
 		switch {
 		case err == nil:
 			found[r.id] = l2
-		case errors.As(err, &unresolved):
+		case errors.As(err, &unresolved) && r.v.Mode != uint32(maps.ModeNAT):
 			waiting = append(waiting, r.id)
 		}
 		// Anything else: keep what worked; Apply reports unreachable reals.
