@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/bits"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -212,8 +213,10 @@ func (t *Tables) unchanged(si svcIdent, s *dataplane.Service) (appliedSvc, bool)
 	return a, true
 }
 
-// toLookUp is the real addresses of the services of st that an Apply must
-// plan: those not unchanged.
+// toLookUp is the addresses an Apply of st must look up: those of reals
+// of changed services that have no path yet (new, added back, or without
+// the MAC their forwarding method needs). A real that stays keeps its
+// path; RefreshL2 and the resolver task follow it.
 func (t *Tables) toLookUp(st dataplane.State) []netip.Addr {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -221,17 +224,35 @@ func (t *Tables) toLookUp(st dataplane.State) []netip.Addr {
 	var out []netip.Addr
 	for i := range st.Services {
 		s := &st.Services[i]
-		if _, ok := t.unchanged(svcIdent{s.VIP, s.Port, s.Protocol}, s); ok {
+		si := svcIdent{s.VIP, s.Port, s.Protocol}
+		if _, ok := t.unchanged(si, s); ok {
 			continue
 		}
+		m, _ := mode(s.Kind)
 		for _, r := range s.Reals {
-			if !seen[r.Addr] {
-				seen[r.Addr] = true
-				out = append(out, r.Addr)
+			if seen[r.Addr] {
+				continue
 			}
+			if id, ok := t.realIDs[realIdent{si, r.Addr, r.Port}]; ok && hasPath(t.realVals[id], m) {
+				continue
+			}
+			seen[r.Addr] = true
+			out = append(out, r.Addr)
 		}
 	}
 	return out
+}
+
+// hasPath says whether v has the path its method needs: its MAC for DR and
+// TUN; NAT routes per packet.
+func hasPath(v xmaps.RealVal, m xmaps.Mode) bool {
+	return v.Mode == uint32(m) && (m == xmaps.ModeNAT || v.Dmac != [6]uint8{})
+}
+
+// pathOf is the path v holds.
+func pathOf(v xmaps.RealVal) L2 {
+	return L2{Ifindex: int(v.Ifindex), SrcMAC: net.HardwareAddr(v.Smac[:]), DstMAC: net.HardwareAddr(v.Dmac[:]),
+		SrcIP: xmaps.Addr(v.LbIp), MTU: int(v.Mtu)}
 }
 
 // want is a service as an Apply wants it in the maps.
@@ -881,6 +902,14 @@ func (t *Tables) putReal(ctx context.Context, x *txn, res Resolver, pend map[uin
 	}
 	usable := true
 	l2, err := res.Resolve(ctx, r.Addr)
+	if errors.Is(err, errNotLookedUp) {
+		if known && hasPath(old, m) {
+			l2, err = pathOf(old), nil
+		} else {
+			// The state changed since the lookups were chosen.
+			l2, err = t.res.Resolve(ctx, r.Addr)
+		}
+	}
 	*path = lookup{l2, err}
 	var unresolved *PendingError
 	waiting := errors.As(err, &unresolved)

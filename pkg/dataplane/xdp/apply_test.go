@@ -336,3 +336,61 @@ func TestRealAddedBackKeepsTemplates(t *testing.T) {
 		t.Errorf("a new client went to %s, want %s", got, b)
 	}
 }
+
+// countingResolver counts the lookups an Apply makes.
+type countingResolver struct {
+	Resolver
+	n *int
+}
+
+func (c countingResolver) Resolve(ctx context.Context, ip netip.Addr) (L2, error) {
+	*c.n++
+	return c.Resolver.Resolve(ctx, ip)
+}
+
+// A weight change looks up no real: the reals that stay keep their paths
+// (RefreshL2 follows them). A new real, and a real whose method changes to
+// one that needs a MAC, are looked up.
+func TestApplyLooksUpOnlyNewPaths(t *testing.T) {
+	l := newLab(t)
+	n := 0
+	l.tables.res = countingResolver{l.tables.res, &n}
+	st := applyBase()
+	l.apply(t, st)
+	if n == 0 {
+		t.Fatal("the first apply looked nothing up")
+	}
+	for _, c := range []struct {
+		name   string
+		change func(*dataplane.State)
+		want   int
+	}{
+		{"weight", func(st *dataplane.State) { st.Services[0].Reals[1].Weight = 7 }, 0},
+		{"new real", func(st *dataplane.State) { st.Services[1].Reals = append(st.Services[1].Reals, real2(15, 1)) }, 1},
+		{"NAT to DR", func(st *dataplane.State) { st.Services[0].Kind = dataplane.DR }, 3},
+	} {
+		next := cloneState(st)
+		c.change(&next)
+		n = 0
+		l.apply(t, next)
+		if n != c.want {
+			t.Errorf("%s: %d lookups, want %d", c.name, n, c.want)
+		}
+		st = next
+	}
+	// The paths kept are the ones the entries hold.
+	for _, h := range []byte{11, 12, 13} {
+		a := netip.AddrFrom4([4]byte{10, 50, 2, h})
+		id, ok := l.tables.RealID(vipNAT, 80, 6, a, 8080)
+		if !ok {
+			t.Fatalf("%s: no id", a)
+		}
+		v, err := l.set.Reals.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Dmac != [6]uint8(realMAC(a)) || v.Ifindex != uint32(l.b0) {
+			t.Errorf("%s: path %x on %d, want %x on %d", a, v.Dmac, v.Ifindex, realMAC(a), l.b0)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,7 +10,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
 )
 
 // L2 is how to reach a real server from the balancer without the kernel:
@@ -55,12 +55,15 @@ func resolverFor(r Resolver) Resolver {
 	return r
 }
 
+// errNotLookedUp is lookupAll's answer for an address it was not given.
+var errNotLookedUp = errors.New("not looked up")
+
 // lookupAll resolves addrs once each, with one reading of each neighbour
-// table, and answers from what it found; an address it was not given is
-// asked of r (a state that changed since the addresses were chosen).
+// table, and answers from what it found; for any other address it answers
+// errNotLookedUp.
 func lookupAll(ctx context.Context, r Resolver, addrs []netip.Addr) Resolver {
 	r = resolverFor(r)
-	found := lookedUp{found: make(map[netip.Addr]lookup, len(addrs)), rest: r}
+	found := lookedUp{found: make(map[netip.Addr]lookup, len(addrs))}
 	for _, a := range addrs {
 		l2, err := r.Resolve(ctx, a)
 		found.found[a] = lookup{l2, err}
@@ -75,14 +78,13 @@ type lookup struct {
 
 type lookedUp struct {
 	found map[netip.Addr]lookup
-	rest  Resolver
 }
 
-func (f lookedUp) Resolve(ctx context.Context, ip netip.Addr) (L2, error) {
+func (f lookedUp) Resolve(_ context.Context, ip netip.Addr) (L2, error) {
 	if l, ok := f.found[ip]; ok {
 		return l.l2, l.err
 	}
-	return f.rest.Resolve(ctx, ip)
+	return L2{}, fmt.Errorf("%s: %w", ip, errNotLookedUp)
 }
 
 // Neighbours is what the resolver task asks of the kernel's neighbour
