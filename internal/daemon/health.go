@@ -18,6 +18,11 @@ import (
 	"github.com/xlbd/xlbd/pkg/script"
 )
 
+// NotifyTimeout bounds a notify_up, notify_down, quorum_up or quorum_down
+// script; keepalived does not wait for them at all, but xlbd runs each
+// real's in order, so one that hangs is killed after this.
+const NotifyTimeout = 30 * time.Second
+
 // checks is the daemon's side of the health checks: the Monitor, the
 // configuration it checks, and where its events go (metrics, SMTP).
 type checks struct {
@@ -44,6 +49,13 @@ func (d *daemon) newChecks(cfg *config.Config, initial map[health.RealKey]health
 		},
 		Events: c,
 		RunScript: func(ctx context.Context, s config.Script) error {
+			// Notify and quorum scripts run in order per real or virtual
+			// server: a hung one is killed rather than hold up the next.
+			if _, ok := ctx.Deadline(); !ok {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, NotifyTimeout)
+				defer cancel()
+			}
 			res, err := c.scripts.Load().Run(ctx, s)
 			return errors.Join(err, res.Err())
 		},
