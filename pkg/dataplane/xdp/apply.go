@@ -178,8 +178,9 @@ func (t *Tables) restore(b book) {
 // retiredReal is a removed real whose id is kept for it as long as ids
 // last: added back (keepalived's default when a checker fails), it gets
 // its id, counters and serial again, so /metrics carries on where it was
-// and its flows and persistence templates that have not expired are its
-// own again, as with IPVS's dest trash.
+// and its persistence templates that have not expired are its own again,
+// as with IPVS's dest trash (its flows too, but only those that sent
+// nothing while it was out: a packet then starts its flow over).
 type retiredReal struct {
 	id  uint32
 	val xmaps.RealVal
