@@ -30,6 +30,9 @@ type CheckerHealth struct {
 	Reason   string        `json:"reason"` // why it failed ("timeout", "status 503") or a note
 	Took     time.Duration `json:"took"`
 	Failures int           `json:"failures"` // consecutive failed attempts
+	Attempts uint64        `json:"attempts"`
+	// Late is how long after its time the last attempt began.
+	Late time.Duration `json:"late"`
 }
 
 // QuorumHealth is a virtual server's quorum.

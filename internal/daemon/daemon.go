@@ -270,7 +270,7 @@ func (d *daemon) tasks(reload <-chan struct{}) []Task {
 	tasks = append(tasks,
 		Task{Name: "health checks", Run: d.hc.mon.Run},
 		Task{Name: "health to pool", Run: d.follow},
-		Task{Name: "mail", Run: d.hc.mailer.Run, Policy: Restart})
+		Task{Name: "mail", Run: d.hc.runMail, Policy: Restart})
 	// Health checkers and VRRP instances go here, one Task each: they
 	// send their events to the reconciler, which submits the whole
 	// desired state to d.apply (the latest wins). None of them may block

@@ -3,7 +3,9 @@ package daemon
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,8 +30,11 @@ const NotifyTimeout = 30 * time.Second
 type checks struct {
 	mon     *health.Monitor
 	scripts atomic.Pointer[script.Runner]
-	mailer  *alert.Mailer
-	log     interface{ Warn(string, ...any) }
+	log     *slog.Logger
+	// mail is the mailer for the current global_defs; a reload that
+	// changes the mail settings replaces it and wakes mailChanged.
+	mail        atomic.Pointer[mailer]
+	mailChanged chan struct{}
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -41,7 +46,7 @@ type checks struct {
 // when it was adopted from a daemon that kept it: those reals keep it until
 // their checkers have run once.
 func (d *daemon) newChecks(cfg *config.Config, initial map[health.RealKey]health.Initial) *checks {
-	c := &checks{mailer: alert.New(cfg.Global, d.log), log: d.log}
+	c := &checks{log: d.log, mailChanged: make(chan struct{}, 1)}
 	c.scripts.Store(script.NewRunner(cfg.Global, d.log))
 	c.mon = health.New(health.Options{
 		NewProber: func(chk config.Checker, target netip.AddrPort) (health.Prober, error) {
@@ -67,6 +72,69 @@ func (d *daemon) newChecks(cfg *config.Config, initial map[health.RealKey]health
 	return c
 }
 
+// mailer is an alert.Mailer with the settings it was made from.
+type mailer struct {
+	m   *alert.Mailer // nil: no mail
+	cfg mailSettings
+}
+
+type mailSettings struct {
+	to                     string
+	from, server, routerID string
+	port                   uint16
+	timeout                time.Duration
+}
+
+func mailSettingsOf(g config.Global) mailSettings {
+	return mailSettings{to: strings.Join(g.NotificationEmail, "\x00"), from: g.NotificationEmailFrom, server: g.SMTPServer,
+		routerID: g.RouterID, port: g.SMTPPort, timeout: g.SMTPConnectTimeout}
+}
+
+// setMail makes a mailer for g unless the current one has its settings.
+func (c *checks) setMail(g config.Global) {
+	want := mailSettingsOf(g)
+	if cur := c.mail.Load(); cur != nil && cur.cfg == want {
+		return
+	}
+	c.mail.Store(&mailer{m: alert.New(g, c.log), cfg: want})
+	select {
+	case c.mailChanged <- struct{}{}:
+	default:
+	}
+}
+
+func (c *checks) send(a alert.Alert) { c.mail.Load().m.Send(a) }
+
+// runMail delivers alerts with the current mailer until ctx ends; it is a
+// Task. A mailer replaced by a reload delivers what it has queued (for at
+// most its timeout) and stops.
+func (c *checks) runMail(ctx context.Context) error {
+	for {
+		cur := c.mail.Load()
+		mctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			cur.m.Run(mctx)
+		}()
+		select {
+		case <-ctx.Done():
+			cancel()
+			<-done
+			return nil
+		case <-c.mailChanged:
+		}
+		cancel()
+		<-done
+		old := cur.m
+		go func() {
+			dctx, dcancel := context.WithTimeout(ctx, max(cur.cfg.timeout, time.Second))
+			defer dcancel()
+			old.Drain(dctx)
+		}()
+	}
+}
+
 // update gives the Monitor a new configuration; the checks that did not
 // change keep their state and timers.
 func (c *checks) update(cfg *config.Config) {
@@ -74,7 +142,8 @@ func (c *checks) update(cfg *config.Config) {
 	for _, vs := range cfg.VirtualServers {
 		vss[vs.Key()] = vs
 	}
-	c.scripts.Store(script.NewRunner(cfg.Global, nil))
+	c.scripts.Store(script.NewRunner(cfg.Global, c.log))
+	c.setMail(cfg.Global)
 	c.mu.Lock()
 	c.cfg, c.vss = cfg, vss
 	c.mu.Unlock()
@@ -93,13 +162,14 @@ func (c *checks) metrics() *metrics.Metrics {
 	return c.m
 }
 
-func (c *checks) attempted(t config.CheckerType, feeds []health.RealKey, r health.Result) {
+func (c *checks) attempted(t config.CheckerType, feeds []health.RealKey, r health.Result, late time.Duration) {
 	m := c.metrics()
 	if m == nil {
 		return
 	}
+	m.Health.Attempted(string(t), r.Took, late)
 	for _, k := range feeds {
-		m.Health.Checked(k.VS, netip.AddrPortFrom(k.Addr, k.Port).String(), string(t), r.OK, r.Took)
+		m.Health.Checked(k.VS, netip.AddrPortFrom(k.Addr, k.Port).String(), string(t), r.OK)
 	}
 }
 
@@ -118,11 +188,11 @@ func (c *checks) HealthEvent(e health.Event) {
 	case health.CheckerUp, health.CheckerDown:
 		if e.SMTPAlert && known {
 			up := e.Kind == health.CheckerUp
-			c.mailer.Send(alert.RealServerAlert(vs, e.Real, up, alert.CheckerBody(e.Checker, up, e.Reason)))
+			c.send(alert.RealServerAlert(vs, e.Real, up, alert.CheckerBody(e.Checker, up, e.Reason)))
 		}
 	case health.QuorumUp, health.QuorumDown:
 		if e.SMTPAlert && known {
-			c.mailer.Send(alert.QuorumAlert(vs, e.Kind == health.QuorumUp, e.Init, int64(e.Threshold), int64(e.Weight)))
+			c.send(alert.QuorumAlert(vs, e.Kind == health.QuorumUp, e.Init, int64(e.Threshold), int64(e.Weight)))
 		}
 	}
 }
@@ -147,24 +217,29 @@ func (d *daemon) follow(ctx context.Context) error {
 			return nil
 		case <-d.hc.mon.Changes():
 		}
-		d.publishHealth()
+		t0 := time.Now()
 		st, err := d.planHealth(d.hc.config())
 		if err != nil {
 			// The configuration planned before; only a bug gets here.
 			d.log.Error("planning the pool after a health change", "err", err)
 			continue
 		}
-		if d.apply.applied(st) {
-			continue // a change of state that changes no pool
+		if !d.apply.applied(st) {
+			done := d.apply.submit(st)
+			go func() {
+				select {
+				case err := <-done:
+					if err != nil {
+						d.log.Error("applying a health change", "err", err)
+						return
+					}
+					d.log.Debug("health change applied", "took", time.Since(t0))
+				case <-ctx.Done():
+				}
+			}()
 		}
-		t0 := time.Now()
-		go func() {
-			if err := d.apply.apply(ctx, st); err != nil && ctx.Err() == nil {
-				d.log.Error("applying a health change", "err", err)
-				return
-			}
-			d.log.Debug("health change applied", "took", time.Since(t0))
-		}()
+		// After the pool: /metrics can wait, the data plane not.
+		d.publishHealth()
 	}
 }
 
@@ -208,7 +283,7 @@ func (d *daemon) healthReport() ([]control.RealHealth, []control.QuorumHealth) {
 				Since: r.Since, Weight: r.PoolWeight}
 			for _, c := range r.Checkers {
 				ch := control.CheckerHealth{Type: string(c.Type), Target: c.Target.String(), Up: c.Up, Since: c.Since,
-					OK: c.Last.OK, Reason: c.Last.Reason, Took: c.Last.Took, Failures: c.Failures}
+					OK: c.Last.OK, Reason: c.Last.Reason, Took: c.Last.Took, Failures: c.Failures, Attempts: c.Attempts, Late: c.Late}
 				if c.HasRun {
 					ch.Last = c.LastAt
 				}

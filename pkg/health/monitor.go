@@ -34,10 +34,10 @@ type Options struct {
 	// until each of its checkers has decided once, so the pool does not
 	// flap while health is re-learned.
 	Initial map[RealKey]Initial
-	// Attempted, when set, is told of every attempt's result and the
-	// reals it feeds (for metrics), under the Monitor's lock: it must not
-	// block or call back.
-	Attempted func(t config.CheckerType, feeds []RealKey, r Result)
+	// Attempted, when set, is told of every attempt's result, the reals it
+	// feeds and how late after its time it began (for metrics), under the
+	// Monitor's lock: it must not block or call back.
+	Attempted func(t config.CheckerType, feeds []RealKey, r Result, late time.Duration)
 	// MaxConcurrent bounds attempts in flight; 1024 when 0.
 	MaxConcurrent int
 	Logger        *slog.Logger
@@ -549,15 +549,15 @@ func (m *Monitor) handle(a attempt) {
 	c.running = false
 	c.attempts++
 	c.last, c.lastAt = a.r, a.end
+	c.late = a.start.Sub(c.next)
 	if m.opts.Attempted != nil {
-		m.opts.Attempted(c.cfg.Type, c.subs, a.r)
+		m.opts.Attempted(c.cfg.Type, c.subs, a.r, c.late)
 	}
 	if a.r.OK {
 		c.failures = 0
 	} else {
 		c.failures++
 	}
-	c.late = a.start.Sub(c.next)
 	firstRun := !c.st.hasRun
 	d := c.st.step(c.pol, a.r)
 	base := a.end

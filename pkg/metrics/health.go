@@ -13,6 +13,7 @@ type Health struct {
 	up       *prometheus.GaugeVec
 	checks   *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	late     prometheus.Histogram
 	changes  *prometheus.CounterVec
 	quorum   *prometheus.GaugeVec
 }
@@ -32,6 +33,11 @@ func newHealth(reg *prometheus.Registry) *Health {
 			Help:    "How long health check attempts took, by checker.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"checker"}),
+		late: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "xlbd_health_check_lateness_seconds",
+			Help:    "How long after its scheduled time a health check attempt began.",
+			Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xlbd_real_state_changes_total",
 			Help: "Times a real server's health changed, by the state it went to (up, down).",
@@ -41,18 +47,24 @@ func newHealth(reg *prometheus.Registry) *Health {
 			Help: "Whether a virtual server has its quorum (0: lost, the sorry server serves if there is one).",
 		}, []string{"virtual_server"}),
 	}
-	reg.MustRegister(h.up, h.checks, h.duration, h.changes, h.quorum)
+	reg.MustRegister(h.up, h.checks, h.duration, h.late, h.changes, h.quorum)
 	return h
 }
 
 // Checked counts one attempt of a checker of a real.
-func (h *Health) Checked(vs, real, checker string, ok bool, took time.Duration) {
+func (h *Health) Checked(vs, real, checker string, ok bool) {
 	result := "failed"
 	if ok {
 		result = "ok"
 	}
 	h.checks.WithLabelValues(vs, real, checker, result).Inc()
+}
+
+// Attempted records how long an attempt took and how late it began (once
+// per attempt, however many reals it feeds).
+func (h *Health) Attempted(checker string, took, late time.Duration) {
 	h.duration.WithLabelValues(checker).Observe(took.Seconds())
+	h.late.Observe(max(late, 0).Seconds())
 }
 
 // Changed counts a real's change of state.

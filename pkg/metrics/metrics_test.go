@@ -106,7 +106,8 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 	}
 	m := New(sample, nil)
 	m.LastReload.SetToCurrentTime()
-	m.Health.Checked("10.50.1.100:80/TCP", "10.50.2.11:8080", "HTTP_GET", false, time.Millisecond)
+	m.Health.Checked("10.50.1.100:80/TCP", "10.50.2.11:8080", "HTTP_GET", false)
+	m.Health.Attempted("HTTP_GET", time.Millisecond, time.Millisecond)
 	m.Health.Changed("10.50.1.100:80/TCP", "10.50.2.11:8080", false)
 	m.Health.SetStates([]RealState{{VS: "10.50.1.100:80/TCP", Real: "10.50.2.11:8080"}}, []QuorumState{{VS: "10.50.1.100:80/TCP", Up: true}})
 	mfs, err := m.Registry.Gather()

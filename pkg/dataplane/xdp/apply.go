@@ -9,7 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
+	"strconv"
 
 	"github.com/xlbd/xlbd/pkg/dataplane"
 	xmaps "github.com/xlbd/xlbd/pkg/maps"
@@ -494,26 +494,26 @@ func (t *Tables) plan(ctx context.Context, x *txn, st dataplane.State, res Resol
 
 		members := make([]member, len(order))
 		memberIDs := make([]uint32, len(order))
-		var sig strings.Builder
+		sig := make([]byte, 0, 16*len(order))
 		for i, ri := range order {
 			id := ids[ri]
 			w := weights[ri]
 			members[i] = member{id: id, addr: ri.addr, port: ri.port, weight: w, lastWeight: t.lastWeight[id]}
 			memberIDs[i] = id
 			v := t.realVals[id]
-			fmt.Fprintf(&sig, "%d:%d:%d:%d,", id, w, v.Uthreshold, v.Lthreshold)
+			sig = appendUints(sig, ':', uint64(id), uint64(w), uint64(v.Uthreshold), uint64(v.Lthreshold))
 		}
-		table, flags, err := t.schedTables(si, s, members, sig.String())
+		table, flags, err := t.schedTables(si, s, members, string(sig))
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("%s: %w", s.Key(), err)
 		}
-		if t.pool[si] != sig.String() && kind == xmaps.SchedSequence {
+		if t.pool[si] != string(sig) && kind == xmaps.SchedSequence {
 			// rr and wrr restart their sequence on any pool change.
 			if err := t.resetRR(x, sid); err != nil {
 				return nil, nil, nil, fmt.Errorf("%s: %w", s.Key(), err)
 			}
 		}
-		newPool[si] = sig.String()
+		newPool[si] = string(sig)
 		// ip_vs_sched_persist: port-0 and FTP services make templates
 		// without a port.
 		if s.Port == 0 {
@@ -1146,18 +1146,30 @@ type cachedTable struct {
 }
 
 func (t *Tables) schedTables(si svcIdent, s *dataplane.Service, members []member, pool string) ([]uint32, uint32, error) {
-	var key strings.Builder
-	fmt.Fprintf(&key, "%s|%v|%d|%d|%d|%s|", s.Sched, s.SchedFlags, s.PersistTimeout, s.PersistPrefix, s.Kind, pool)
+	key := fmt.Appendf(make([]byte, 0, len(pool)+8*len(members)+64), "%s|%v|%d|%d|%d|%s|",
+		s.Sched, s.SchedFlags, s.PersistTimeout, s.PersistPrefix, s.Kind, pool)
 	for _, m := range members {
-		fmt.Fprintf(&key, "%d,", m.lastWeight)
+		key = appendUints(key, ',', uint64(m.lastWeight))
 	}
-	if c, ok := t.tableCache[si]; ok && c.key == key.String() {
+	if c, ok := t.tableCache[si]; ok && c.key == string(key) {
 		return c.table, c.flags, nil
 	}
 	table, flags, err := schedTables(*s, members)
 	if err != nil {
 		return nil, 0, err
 	}
-	t.tableCache[si] = cachedTable{key: key.String(), table: table, flags: flags}
+	t.tableCache[si] = cachedTable{key: string(key), table: table, flags: flags}
 	return table, flags, nil
+}
+
+// appendUints appends vs in decimal, each followed by sep but the last,
+// which a comma ends.
+func appendUints(b []byte, sep byte, vs ...uint64) []byte {
+	for i, v := range vs {
+		b = strconv.AppendUint(b, v, 10)
+		if i < len(vs)-1 {
+			b = append(b, sep)
+		}
+	}
+	return append(b, ',')
 }

@@ -209,3 +209,33 @@ func BenchmarkStatusDuringApply(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkApplyRealDown is what a health checker's verdict costs: one
+// real of a 1,000-real service leaves the pool, then comes back, with
+// 10,000 reals present in all.
+func BenchmarkApplyRealDown(b *testing.B) {
+	l := newLab(b)
+	base := benchState(10000, 8000)
+	for _, c := range []struct {
+		sched string
+		svc   int
+	}{{"wlc", 4}, {"rr", 5}} {
+		b.Run("sched="+c.sched, func(b *testing.B) {
+			down := base
+			down.Services = append([]dataplane.Service(nil), base.Services...)
+			down.Services[c.svc].Reals = append(append([]dataplane.Real(nil), base.Services[c.svc].Reals[:377]...),
+				base.Services[c.svc].Reals[378:]...)
+			states := []dataplane.State{down, base}
+			if err := l.benchApply(base); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := l.benchApply(states[i%2]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/apply")
+		})
+	}
+}
