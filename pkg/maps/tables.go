@@ -98,28 +98,28 @@ func (r *Reals) Get(id uint32) (RealVal, error) {
 // a new real must get a higher one, or the flows of a retired real could
 // take it for theirs.
 func (r *Reals) MaxSerial() (uint32, error) {
-	var k uint32
-	var v RealVal
+	all, err := batchAll[RealVal](r.m, int(r.m.MaxEntries()), false)
 	var m uint32
-	it := r.m.Iterate()
-	for it.Next(&k, &v) {
+	for _, v := range all {
 		m = max(m, v.Serial)
 	}
-	return m, it.Err()
+	return m, err
 }
 
-// Valid returns every entry in use, by id.
+// Valid returns every entry in use, by id. The array is read in batches: an
+// entry at a time, 65,536 of them take a quarter of a second.
 func (r *Reals) Valid() (map[uint32]RealVal, error) {
+	all, err := batchAll[RealVal](r.m, int(r.m.MaxEntries()), false)
+	if err != nil {
+		return nil, err
+	}
 	out := map[uint32]RealVal{}
-	var k uint32
-	var v RealVal
-	it := r.m.Iterate()
-	for it.Next(&k, &v) {
+	for k, v := range all {
 		if v.Flags&RealValid != 0 {
-			out[k] = v
+			out[uint32(k)] = v
 		}
 	}
-	return out, it.Err()
+	return out, nil
 }
 
 // RR holds each service's round-robin position.
@@ -342,16 +342,13 @@ type Filter struct {
 // the buckets that change.
 func (f *Filter) Set(want map[uint32]uint8) error {
 	if !f.read {
-		// Start from what the map holds: an adopted data plane keeps its bits.
-		var k uint32
-		var v uint8
-		it := f.m.Iterate()
-		for it.Next(&k, &v) {
-			f.have[k] = v
-		}
-		if err := it.Err(); err != nil {
+		// Start from what the map holds: an adopted data plane keeps its
+		// bits. Read in batches: one lookup per bucket takes half a second.
+		all, err := batchAll[uint8](f.m, len(f.have), false)
+		if err != nil {
 			return err
 		}
+		copy(f.have[:], all)
 		f.read = true
 	}
 	// Compared as arrays: a map lookup per bucket costs milliseconds.
