@@ -106,32 +106,26 @@ func (c *checks) setMail(g config.Global) {
 func (c *checks) send(a alert.Alert) { c.mail.Load().m.Send(a) }
 
 // runMail delivers alerts with the current mailer until ctx ends; it is a
-// Task. A mailer replaced by a reload delivers what it has queued (for at
-// most its timeout) and stops.
+// Task. A mailer replaced by a reload goes on delivering what it holds,
+// queued or in flight, for its smtp_connect_timeout, then stops.
 func (c *checks) runMail(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	cur := c.mail.Load()
 	for {
-		cur := c.mail.Load()
 		mctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			cur.m.Run(mctx)
-		}()
-		select {
-		case <-ctx.Done():
-			cancel()
-			<-done
-			return nil
-		case <-c.mailChanged:
+		m := cur.m
+		wg.Go(func() { m.Run(mctx) })
+		for cur == c.mail.Load() {
+			select {
+			case <-ctx.Done():
+				cancel()
+				return nil
+			case <-c.mailChanged:
+			}
 		}
-		cancel()
-		<-done
-		old := cur.m
-		go func() {
-			dctx, dcancel := context.WithTimeout(ctx, max(cur.cfg.timeout, time.Second))
-			defer dcancel()
-			old.Drain(dctx)
-		}()
+		time.AfterFunc(max(cur.cfg.timeout, time.Second), cancel)
+		cur = c.mail.Load()
 	}
 }
 
