@@ -69,6 +69,22 @@ func (l *lab) benchApply(st dataplane.State) error {
 	return err
 }
 
+// benchAlternate applies states[1], then states[0] and [1] in turn, b.N
+// times, and reports the mean time an apply took.
+func (l *lab) benchAlternate(b *testing.B, states []dataplane.State) {
+	b.Helper()
+	if err := l.benchApply(states[1]); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := l.benchApply(states[i%2]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/apply")
+}
+
 // BenchmarkApply is a whole pool changing: each iteration applies a state
 // none of whose reals the previous one had (every real added, every old
 // one removed), alternating between two such states.
@@ -77,16 +93,7 @@ func BenchmarkApply(b *testing.B) {
 		b.Run(fmt.Sprintf("reals=%d", n), func(b *testing.B) {
 			l := newLab(b)
 			states := []dataplane.State{benchState(n, 8000), benchState(n, 9000)}
-			if err := l.benchApply(states[1]); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := l.benchApply(states[i%2]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/apply")
+			l.benchAlternate(b, states)
 		})
 	}
 }
@@ -106,16 +113,7 @@ func BenchmarkApplyOneWeight(b *testing.B) {
 				b.Fatalf("service %d is %s, want %s", c.svc, got, c.sched)
 			}
 			states := []dataplane.State{withWeight(base, c.svc, 377, 2), withWeight(base, c.svc, 377, 1)}
-			if err := l.benchApply(states[1]); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := l.benchApply(states[i%2]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/apply")
+			l.benchAlternate(b, states)
 		})
 	}
 }
@@ -226,16 +224,7 @@ func BenchmarkApplyRealDown(b *testing.B) {
 			down.Services[c.svc].Reals = append(append([]dataplane.Real(nil), base.Services[c.svc].Reals[:377]...),
 				base.Services[c.svc].Reals[378:]...)
 			states := []dataplane.State{down, base}
-			if err := l.benchApply(base); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := l.benchApply(states[i%2]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/apply")
+			l.benchAlternate(b, states)
 		})
 	}
 }
