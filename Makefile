@@ -8,7 +8,7 @@ export PATH := $(PATH):/usr/sbin:/sbin
 DEPS := clang:clang llvm:llvm-strip libbpf-dev:/usr/include/bpf/bpf_helpers.h \
 	linux-libc-dev:/usr/include/linux/bpf.h bpftool:bpftool iproute2:ip \
 	tcpdump:tcpdump ethtool:ethtool \
-	iperf3:iperf3 nftables:nft
+	iperf3:iperf3 nftables:nft keepalived:keepalived
 
 GENERATED := $(wildcard bpf/*_bpfel.go bpf/*_bpfel.o)
 # Fuzzing budgets in executions, not seconds (about 20 s each here): Go

@@ -40,6 +40,7 @@ type Report struct {
 	Dataplane     dataplane.Status `json:"dataplane"`
 	Health        []RealHealth     `json:"health,omitempty"`
 	Quorum        []QuorumHealth   `json:"quorum,omitempty"`
+	VRRP          []VRRPInstance   `json:"vrrp,omitempty"`
 }
 
 // Server answers on the control socket.
@@ -293,6 +294,9 @@ func Format(w io.Writer, r Report) error {
 		}
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := formatVRRP(w, r); err != nil {
 		return err
 	}
 	if err := formatHealth(w, r); err != nil {

@@ -128,6 +128,7 @@ type daemon struct {
 	m        *metrics.Metrics
 	info     *runInfo
 	hc       *checks
+	vr       *vrrpd
 }
 
 func runWith(ctx context.Context, o Options, reload <-chan struct{}, h hooks) error {
@@ -228,6 +229,9 @@ func (d *daemon) run(ctx context.Context, reload <-chan struct{}) error {
 		initial = adoptedHealth(cfg, held)
 	}
 	d.hc = d.newChecks(cfg, initial)
+	// No instance is MASTER yet: the first pool balances none of VRRP's
+	// addresses, as a node that starts as BACKUP would.
+	d.vr = newVRRPD(d, cfg)
 	state, err := d.planHealth(cfg)
 	if err != nil {
 		return err
@@ -245,6 +249,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan struct{}) error {
 	d.hc.mu.Lock()
 	d.hc.m = d.m
 	d.hc.mu.Unlock()
+	d.m.SetVRRP(d.vr.metrics)
 	d.publishHealth()
 	if d.metricsL != nil {
 		d.log.Info("serving metrics", "addr", d.metricsL.Addr().String())
@@ -270,7 +275,8 @@ func (d *daemon) tasks(reload <-chan struct{}) []Task {
 	tasks = append(tasks,
 		Task{Name: "health checks", Run: d.hc.mon.Run},
 		Task{Name: "health to pool", Run: d.follow},
-		Task{Name: "mail", Run: d.hc.runMail, Policy: Restart})
+		Task{Name: "mail", Run: d.hc.runMail, Policy: Restart},
+		Task{Name: "vrrp", Run: d.vr.run})
 	// Health checkers and VRRP instances go here, one Task each: they
 	// send their events to the reconciler, which submits the whole
 	// desired state to d.apply (the latest wins). None of them may block
@@ -326,6 +332,7 @@ func (d *daemon) report(ctx context.Context) (control.Report, error) {
 	rep := d.info.get()
 	rep.Dataplane = st
 	rep.Health, rep.Quorum = d.healthReport()
+	rep.VRRP = d.vr.report()
 	return rep, err
 }
 

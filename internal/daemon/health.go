@@ -198,11 +198,16 @@ func (d *daemon) planHealth(cfg *config.Config) (dataplane.State, error) {
 	if d.be != nil {
 		caps = d.be.Capabilities()
 	}
-	st, _, err := reconcile.PlanWith(cfg, &caps, d.hc.mon.View())
+	var held reconcile.VIPs
+	if d.vr != nil {
+		held = d.vr
+	}
+	st, _, err := reconcile.PlanHeld(cfg, &caps, d.hc.mon.View(), held)
 	return st, err
 }
 
-// follow re-plans the pool each time the health checks change it, and
+// follow re-plans the pool each time the health checks or VRRP change it
+// (a VRRP instance takes or gives up its addresses), and
 // hands it to the applier (the latest wins); it is a Task.
 func (d *daemon) follow(ctx context.Context) error {
 	for {
@@ -210,6 +215,7 @@ func (d *daemon) follow(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.hc.mon.Changes():
+		case <-d.vr.changed:
 		}
 		t0 := time.Now()
 		st, err := d.planHealth(d.hc.config())

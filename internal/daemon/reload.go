@@ -79,6 +79,9 @@ func (d *daemon) reload(ctx context.Context) {
 		}
 		services = len(st.Services)
 		d.publishHealth()
+		if err == nil {
+			d.vr.update(cfg)
+		}
 	}
 	if ctx.Err() != nil {
 		return // stopping: this reload neither happened nor failed

@@ -333,13 +333,15 @@ func l2RealSetup() error {
 	)
 }
 
-// bridgeSetup creates br0 with STP off and forward delay 0, so that ports
+func bridgeSetup() error { return newBridge(bridgeName) }
+
+// newBridge creates a bridge with STP off and forward delay 0, so that ports
 // forward as soon as they are up. netlink.Bridge has no forward-delay field,
 // hence the raw request.
-func bridgeSetup() error {
+func newBridge(name string) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(bridgeName)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
 	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
@@ -347,9 +349,9 @@ func bridgeSetup() error {
 	data.AddRtAttr(nl.IFLA_BR_STP_STATE, nl.Uint32Attr(0))
 	req.AddData(info)
 	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
-		return fmt.Errorf("create %s: %w", bridgeName, err)
+		return fmt.Errorf("create %s: %w", name, err)
 	}
-	br, err := netlink.LinkByName(bridgeName)
+	br, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
 	}

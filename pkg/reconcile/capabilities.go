@@ -58,11 +58,12 @@ func (p *planner) check(vs *config.VirtualServer) {
 // count adds a service of vs to the totals, noting the virtual server
 // that goes over a limit first: the error names it.
 func (p *planner) count(vs *config.VirtualServer) {
+	p.services++
 	p.reals += len(vs.RealServers)
 	if p.caps == nil {
 		return
 	}
-	if limit := p.caps.MaxServices; limit > 0 && len(p.st.Services) > limit && p.overSvc == nil {
+	if limit := p.caps.MaxServices; limit > 0 && p.services > limit && p.overSvc == nil {
 		p.overSvc = vs
 	}
 	if limit := p.caps.MaxReals; limit > 0 && p.reals > limit && p.overReal == nil {
@@ -75,7 +76,7 @@ func (p *planner) count(vs *config.VirtualServer) {
 func (p *planner) checkTotals() {
 	if p.overSvc != nil {
 		p.fail(p.overSvc, "%d services in all: %s holds at most %d (this virtual server goes over)",
-			len(p.st.Services), p.dataplane(), p.caps.MaxServices)
+			p.services, p.dataplane(), p.caps.MaxServices)
 	}
 	if p.overReal != nil {
 		p.fail(p.overReal, "%d real servers summed over services: %s holds at most %d (this virtual server goes over)",

@@ -76,7 +76,33 @@ type Health interface {
 // server while the quorum is lost. A nil h has every real server up and
 // no sorry server serving.
 func PlanWith(cfg *config.Config, caps *dataplane.Capabilities, h Health) (dataplane.State, []*config.Error, error) {
-	p := planner{cfg: cfg, caps: caps, health: h, seen: map[svcKey]*config.VirtualServer{}}
+	return PlanHeld(cfg, caps, h, nil)
+}
+
+// VIPs says which of the addresses VRRP manages this node holds.
+type VIPs interface {
+	// Held reports whether addr, an address of some vrrp_instance, is
+	// held here: its instance is MASTER.
+	Held(addr netip.Addr) bool
+}
+
+// PlanHeld is PlanWith that leaves out the services on VRRP's addresses
+// that this node does not hold, as IPVS balances only what is addressed to
+// a local address: a BACKUP balances nothing of its instances' VIPs. They
+// still count against the backend's limits, so that a configuration that
+// fits on the MASTER fits on every node. A nil v holds every address.
+func PlanHeld(cfg *config.Config, caps *dataplane.Capabilities, h Health, v VIPs) (dataplane.State, []*config.Error, error) {
+	p := planner{cfg: cfg, caps: caps, health: h, vips: v, seen: map[svcKey]*config.VirtualServer{}}
+	if v != nil {
+		p.managed = map[netip.Addr]bool{}
+		for _, vi := range cfg.VRRPInstances {
+			for _, l := range [][]config.VIP{vi.VirtualIPAddresses, vi.VirtualIPAddressesExcluded} {
+				for _, a := range l {
+					p.managed[a.Prefix.Addr().Unmap()] = true
+				}
+			}
+		}
+	}
 	p.st.Timeouts = timeouts(cfg.Global.LVSTimeouts)
 	p.st.Tuning = tuning(cfg.Global.LVSSysctl)
 	groups := map[string]*config.VirtualServerGroup{}
@@ -118,16 +144,19 @@ type svcKey struct {
 }
 
 type planner struct {
-	cfg    *config.Config
-	caps   *dataplane.Capabilities // nil: no backend's limits
-	health Health                  // nil: every real up
-	st     dataplane.State
-	notes  []*config.Error
-	errs   config.ErrorList
-	seen   map[svcKey]*config.VirtualServer // which virtual server gave a service
-	// reals counts real servers over services; overSvc and overReal are
+	cfg     *config.Config
+	caps    *dataplane.Capabilities // nil: no backend's limits
+	health  Health                  // nil: every real up
+	vips    VIPs                    // nil: every address held
+	managed map[netip.Addr]bool     // the addresses of vrrp_instances
+	st      dataplane.State
+	notes   []*config.Error
+	errs    config.ErrorList
+	seen    map[svcKey]*config.VirtualServer // which virtual server gave a service
+	// services counts services, held or not, and reals real servers over
+	// them; overSvc and overReal are
 	// the virtual servers that went over the backend's limits first.
-	reals             int
+	services, reals   int
 	overSvc, overReal *config.VirtualServer
 }
 
@@ -188,8 +217,11 @@ func (p *planner) add(vs *config.VirtualServer, addr netip.Addr, port uint16) {
 		return
 	}
 	p.seen[k] = vs
-	p.st.Services = append(p.st.Services, p.service(vs, addr, port))
 	p.count(vs)
+	if p.managed[addr] && !p.vips.Held(addr) {
+		return
+	}
+	p.st.Services = append(p.st.Services, p.service(vs, addr, port))
 }
 
 // service is vs's data-plane service at addr:port.

@@ -15,6 +15,7 @@ package vrrp
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -128,6 +129,17 @@ type Config struct {
 	// does.
 	Strict bool
 
+	// SyncGroup is the vrrp_sync_group the instance is in, if any. Its
+	// members start and recover from FAULT as BACKUP with the full
+	// Master_Down_Interval, because keepalived ignores `state MASTER` in
+	// a group unless every member is an address owner wanting MASTER
+	// (vrrp_complete_init), and an owner recovering from FAULT cannot
+	// pass vrrp_sync_can_goto_master while its peers are still in FAULT.
+	// Owners with InitialMaster still start MASTER at once: in a group of
+	// such owners that is what keepalived does, and a group mixing owners
+	// with others is one keepalived reports as a configuration error.
+	SyncGroup string
+
 	Tracks []Track
 }
 
@@ -237,11 +249,59 @@ type TrackChanged struct {
 	Up   bool
 }
 
+// SyncMaster: another member of the instance's sync group became MASTER.
+// keepalived (vrrp_sync_master) carries the group's BACKUP members along so
+// that all its addresses move together; the runner feeds this to the other
+// members whenever one enters MASTER.
+//
+// Only a BACKUP whose down timer has run out by now follows: that is what
+// vrrp_sync_can_goto_master asks of every member (wantstate MASTER), so a
+// member still hearing a live master, or holding back under nopreempt or
+// preempt_delay, stays BACKUP rather than take its VRID from the master it
+// follows. keepalived also holds back the member whose timer ran out
+// first, re-arming it, until every peer's has run out too: it prefers a
+// BACKUP group to a split one, and without that two nodes whose members'
+// priorities disagree take the group from each other every
+// Master_Down_Interval. The machine cannot see its peers, so that wait is
+// the runner's: it should feed TimerFired to a BACKUP member only once the
+// Deadline of every BACKUP peer has passed too, and feed it to them all
+// then (the first to go MASTER carries the others). Meanwhile the waiting
+// member's Deadline stays in the past.
+type SyncMaster struct{ Member string }
+
+// SyncBackup: another member left MASTER for BACKUP.
+// keepalived (vrrp_sync_backup) makes the group's other masters step down
+// with it, because a group is meant to be MASTER on one node as a whole:
+// the member that heard a better master has handed over its VRID, so the
+// rest must too. The runner feeds it whenever a member goes from MASTER to
+// BACKUP; members not MASTER ignore it.
+type SyncBackup struct{ Member string }
+
+// SyncFault: another member entered FAULT (Held true) or left it (Held false).
+// keepalived (vrrp_sync_fault, num_member_fault) holds every member in
+// FAULT while any member's own tracked objects keep it there, counting the
+// faulty members so that each must recover before the group leaves FAULT.
+//
+// "Entered FAULT" here means Status().OwnFault became true, not that
+// State() became FAULT: the runner relays changes of OwnFault. A member held
+// in FAULT only by its peers must not hold them in turn, or no member could
+// ever leave FAULT again; and a member whose own objects fail while a peer
+// already holds it in FAULT changes no State, yet must count as faulty.
+// The runner should relay a member's faults even to peers not yet started,
+// which then start in FAULT.
+type SyncFault struct {
+	Member string
+	Held   bool
+}
+
 func (Start) isEvent()          {}
 func (Stop) isEvent()           {}
 func (TimerFired) isEvent()     {}
 func (AdvertReceived) isEvent() {}
 func (TrackChanged) isEvent()   {}
+func (SyncMaster) isEvent()     {}
+func (SyncBackup) isEvent()     {}
+func (SyncFault) isEvent()      {}
 
 // Action is something the speaker or VIP manager must do, in order.
 type Action interface{ isAction() }
@@ -348,6 +408,9 @@ type Status struct {
 	MasterPriority    uint8
 	Since             time.Time // last transition
 	Why               string    // of the last transition
+	// OwnFault says the instance's own tracked objects hold it in FAULT,
+	// as opposed to sync group peers only; see SyncFault.
+	OwnFault bool
 }
 
 type trackState int8
@@ -381,6 +444,10 @@ type Machine struct {
 	// faultNotified tells a FAULT entered while waiting for scripts'
 	// first results (silent in keepalived) from a real one.
 	faultNotified bool
+
+	// heldBy lists the sync group peers in FAULT, in the order they
+	// entered it; the instance stays in FAULT until it is empty.
+	heldBy []string
 
 	master     netip.Addr
 	masterPrio uint8
@@ -469,7 +536,19 @@ func (m *Machine) Status() Status {
 		MasterPriority:    m.masterPrio,
 		Since:             m.since,
 		Why:               m.why,
+		OwnFault:          m.ownFault(),
 	}
+}
+
+// ownFault is keepalived's num_script_if_fault or num_script_init counted
+// in the group's num_member_fault or num_member_init: only a started
+// instance holds its peers.
+func (m *Machine) ownFault() bool {
+	if m.state != Fault {
+		return false
+	}
+	held, _ := m.faults()
+	return held
 }
 
 // Handle applies one event and returns what to do, in order.
@@ -485,6 +564,12 @@ func (m *Machine) Handle(ev Event, now time.Time) []Action {
 		return m.advert(ev, now)
 	case TrackChanged:
 		return m.trackChanged(ev, now)
+	case SyncMaster:
+		return m.syncMaster(ev, now)
+	case SyncBackup:
+		return m.syncBackup(ev, now)
+	case SyncFault:
+		return m.syncFault(ev, now)
 	}
 	return nil
 }
@@ -589,11 +674,20 @@ func (m *Machine) start(now time.Time) []Action {
 	m.masterAdverInt = m.cfg.AdvertInt
 	m.eff = m.effectivePriority()
 	m.master, m.masterPrio, m.preemptAt = netip.Addr{}, 0, time.Time{}
-	if held, failed := m.faults(); held {
-		m.transition(Fault, now, "tracked object down at start")
+	held, failed := m.faults()
+	if held || len(m.heldBy) > 0 {
+		why := "tracked object down at start"
+		if !failed && len(m.heldBy) > 0 {
+			why = m.peerWhy(m.heldBy[0], "in FAULT at start")
+		}
+		m.transition(Fault, now, why)
 		m.timer = time.Time{}
-		m.faultNotified = failed
-		if failed {
+		// keepalived notifies every member of a group held in FAULT by a
+		// failed member at start (vrrp_complete_init). It keeps quiet
+		// when the member is only waiting for scripts' first results,
+		// which a peer cannot tell from SyncFault.
+		m.faultNotified = failed || len(m.heldBy) > 0
+		if m.faultNotified {
 			return []Action{m.notify()}
 		}
 		return nil
@@ -605,7 +699,7 @@ func (m *Machine) start(now time.Time) []Action {
 		return m.gotoMaster(now, "address owner at start")
 	}
 	m.transition(Backup, now, "start")
-	if m.cfg.InitialMaster {
+	if m.cfg.InitialMaster && m.cfg.SyncGroup == "" {
 		// `state MASTER` below 255: one advert interval plus the
 		// smallest skew, to hear any current master first
 		// (vrrp_init_state: master_adver_int + VRRP_TIMER_SKEW_MIN).
@@ -874,16 +968,83 @@ func (m *Machine) trackChanged(ev TrackChanged, now time.Time) []Action {
 		m.faultNotified = true
 		m.why = what + " failed"
 		return []Action{m.notify()}
-	case !held && m.state == Fault:
-		m.faultNotified = false
-		m.masterAdverInt = m.cfg.AdvertInt
-		if m.cfg.InitialMaster && m.owner() {
-			return m.gotoMaster(now, what+" recovered, address owner")
+	case !held && m.state == Fault && len(m.heldBy) == 0:
+		return m.leaveFault(now, what+" recovered")
+	}
+	return nil
+}
+
+// leaveFault follows try_up_instance and vrrp_state_leave_fault.
+func (m *Machine) leaveFault(now time.Time, why string) []Action {
+	m.faultNotified = false
+	m.masterAdverInt = m.cfg.AdvertInt
+	if m.cfg.InitialMaster && m.owner() && m.cfg.SyncGroup == "" {
+		return m.gotoMaster(now, why+", address owner")
+	}
+	m.transition(Backup, now, why)
+	m.preemptAt = time.Time{}
+	m.timer = now.Add(m.masterDown())
+	return []Action{m.notify()}
+}
+
+// peerWhy names the sync group peer behind a transition.
+func (m *Machine) peerWhy(member, what string) string {
+	if m.cfg.SyncGroup == "" {
+		return fmt.Sprintf("sync group peer %s %s", member, what)
+	}
+	return fmt.Sprintf("sync group %s peer %s %s", m.cfg.SyncGroup, member, what)
+}
+
+// syncMaster follows vrrp_sync_master's vrrp_state_goto_master of each
+// member, which vrrp_sync_can_goto_master lets through only for a member
+// that wants MASTER; a member in FAULT wants FAULT.
+func (m *Machine) syncMaster(ev SyncMaster, now time.Time) []Action {
+	if m.state != Backup || !due(m.timer, now) || ev.Member == m.cfg.Name {
+		return nil
+	}
+	return m.gotoMaster(now, m.peerWhy(ev.Member, "became MASTER"))
+}
+
+// syncBackup follows vrrp_sync_backup. Members in FAULT are left alone:
+// keepalived would pull them to BACKUP too, but a member can only leave
+// MASTER for BACKUP while no member is in FAULT, so there are none.
+func (m *Machine) syncBackup(ev SyncBackup, now time.Time) []Action {
+	if m.state != Master || ev.Member == m.cfg.Name {
+		return nil
+	}
+	return m.leaveMaster(Backup, now, m.peerWhy(ev.Member, "left MASTER for BACKUP"))
+}
+
+// syncFault follows vrrp_sync_fault and, for a release, try_up_instance's
+// count of the group's faulty members.
+func (m *Machine) syncFault(ev SyncFault, now time.Time) []Action {
+	if ev.Member == m.cfg.Name {
+		// Holding itself, it could never leave FAULT.
+		return nil
+	}
+	i := slices.Index(m.heldBy, ev.Member)
+	if ev.Held == (i >= 0) {
+		return nil
+	}
+	if !ev.Held {
+		m.heldBy = slices.Delete(m.heldBy, i, i+1)
+		if held, _ := m.faults(); m.state != Fault || held || len(m.heldBy) > 0 {
+			return nil
 		}
-		m.transition(Backup, now, what+" recovered")
-		m.preemptAt = time.Time{}
-		m.timer = now.Add(m.masterDown())
+		return m.leaveFault(now, m.peerWhy(ev.Member, "left FAULT"))
+	}
+	m.heldBy = append(m.heldBy, ev.Member)
+	why := m.peerWhy(ev.Member, "in FAULT")
+	switch m.state {
+	case Master:
+		return m.leaveMaster(Fault, now, why)
+	case Backup:
+		m.transition(Fault, now, why)
+		m.timer = time.Time{}
+		m.faultNotified = true
 		return []Action{m.notify()}
 	}
+	// Already in FAULT, where keepalived's vrrp_sync_fault leaves a member
+	// be; or not started, and Start will see heldBy.
 	return nil
 }

@@ -94,6 +94,8 @@ func masterAt(mdi time.Duration, p uint8) []step {
 	}
 }
 
+func inSyncGroup(c *Config) { c.SyncGroup = "G" }
+
 func cat(parts ...[]step) []step {
 	var out []step
 	for _, p := range parts {
@@ -538,6 +540,220 @@ func TestMachine(t *testing.T) {
 				{mdi100 + 4*time.Second, adv(upper, 150), nil, Backup, 2*mdi100 + 4*time.Second},
 			}),
 		},
+		{
+			name: "sync: a BACKUP whose down timer has run out follows a peer to MASTER",
+			cfg:  inSyncGroup,
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				// Its own TimerFired may not have come yet.
+				{mdi100, SyncMaster{"VI_2"}, becomeMaster(100), Master, mdi100 + time.Second},
+				{mdi100, TimerFired{}, nil, Master, mdi100 + time.Second},
+				{mdi100 + 100*time.Millisecond, SyncMaster{"VI_3"}, nil, Master, mdi100 + time.Second},
+			},
+		},
+		{
+			name: "sync: a BACKUP still timing a master does not follow a peer",
+			cfg:  inSyncGroup,
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				{time.Second, adv(upper, 150), nil, Backup, time.Second + mdi100},
+				{mdi100, SyncMaster{"VI_2"}, nil, Backup, time.Second + mdi100},
+				// Once the master has gone quiet it wants MASTER too.
+				{time.Second + mdi100, SyncMaster{"VI_2"}, becomeMaster(100), Master, 2*time.Second + mdi100},
+			},
+		},
+		{
+			name: "sync: nopreempt keeps a BACKUP following a lower master when a peer goes MASTER",
+			cfg: func(c *Config) {
+				inSyncGroup(c)
+				c.Priority, c.NoPreempt = 150, true
+			},
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 150)}, Backup, mdi150},
+				{time.Second, adv(lower, 100), nil, Backup, time.Second + mdi150},
+				{mdi150, SyncMaster{"VI_2"}, nil, Backup, time.Second + mdi150},
+			},
+		},
+		{
+			name: "sync: preempt_delay keeps a BACKUP following a lower master when a peer goes MASTER",
+			cfg: func(c *Config) {
+				inSyncGroup(c)
+				c.Priority, c.PreemptDelay = 150, 10*time.Second
+			},
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 150)}, Backup, mdi150},
+				{time.Second, adv(lower, 100), nil, Backup, time.Second + mdi150},
+				{mdi150, SyncMaster{"VI_2"}, nil, Backup, time.Second + mdi150},
+			},
+		},
+		{
+			name: "sync: a BACKUP ignoring a lower master follows a peer once its timer has run out",
+			cfg: func(c *Config) {
+				inSyncGroup(c)
+				c.Priority = 150
+			},
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 150)}, Backup, mdi150},
+				{time.Second, adv(lower, 100), nil, Backup, mdi150},
+				{2 * time.Second, SyncMaster{"VI_2"}, nil, Backup, mdi150},
+				{mdi150 + time.Second, SyncMaster{"VI_2"}, becomeMaster(150), Master, mdi150 + 2*time.Second},
+			},
+		},
+		{
+			name: "sync: MASTER steps down when a peer does, and only once",
+			cfg:  inSyncGroup,
+			steps: cat(masterAt(mdi100, 100), []step{
+				{mdi100 + 500*time.Millisecond, SyncBackup{"VI_2"}, []Action{RemoveVIPs{}, notify(Backup, 100)}, Backup, 2*mdi100 + 500*time.Millisecond},
+				{mdi100 + 600*time.Millisecond, SyncBackup{"VI_3"}, nil, Backup, 2*mdi100 + 500*time.Millisecond},
+				{mdi100 + 700*time.Millisecond, SyncMaster{"VI_2"}, nil, Backup, 2*mdi100 + 500*time.Millisecond},
+			}),
+		},
+		{
+			name: "sync: the address owner steps down with its peers too",
+			cfg: func(c *Config) {
+				inSyncGroup(c)
+				c.Priority, c.InitialMaster = 255, true
+			},
+			steps: []step{
+				// Owners wanting MASTER start MASTER, as a group of them
+				// does in keepalived.
+				{0, Start{}, becomeMaster(255), Master, time.Second},
+				{500 * time.Millisecond, SyncBackup{"VI_2"}, []Action{RemoveVIPs{}, notify(Backup, 255)}, Backup, 3500*time.Millisecond + skewMin},
+			},
+		},
+		{
+			name: "sync: state MASTER below 255 waits the full Master_Down_Interval in a group",
+			cfg: func(c *Config) {
+				inSyncGroup(c)
+				c.InitialMaster, c.NoPreempt = true, true
+			},
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				// nopreempt is still cleared, as keepalived clears it
+				// before it looks at the group.
+				{time.Second, adv(lower, 50), nil, Backup, mdi100},
+			},
+		},
+		{
+			name: "sync: a peer in FAULT holds a BACKUP there until it recovers",
+			cfg:  inSyncGroup,
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				{time.Second, SyncFault{"VI_2", true}, []Action{notify(Fault, 100)}, Fault, never},
+				{2 * time.Second, SyncFault{"VI_2", true}, nil, Fault, never},
+				{3 * time.Second, SyncMaster{"VI_3"}, nil, Fault, never},
+				{3 * time.Second, SyncBackup{"VI_3"}, nil, Fault, never},
+				{4 * time.Second, adv(upper, 150), nil, Fault, never},
+				{5 * time.Second, SyncFault{"VI_2", false}, []Action{notify(Backup, 100)}, Backup, 5*time.Second + mdi100},
+				{6 * time.Second, SyncFault{"VI_2", false}, nil, Backup, 5*time.Second + mdi100},
+			},
+		},
+		{
+			name: "sync: a peer in FAULT takes a MASTER there with priority 0",
+			cfg:  inSyncGroup,
+			steps: cat(masterAt(mdi100, 100), []step{
+				{mdi100 + 500*time.Millisecond, SyncFault{"VI_2", true},
+					[]Action{SendAdvert{0}, RemoveVIPs{}, notify(Fault, 100)}, Fault, never},
+				{mdi100 + time.Second, SyncFault{"VI_2", false}, []Action{notify(Backup, 100)}, Backup, mdi100 + time.Second + mdi100},
+			}),
+		},
+		{
+			name: "sync: two peers in FAULT need two releases",
+			cfg:  inSyncGroup,
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				{time.Second, SyncFault{"VI_2", true}, []Action{notify(Fault, 100)}, Fault, never},
+				{2 * time.Second, SyncFault{"VI_3", true}, nil, Fault, never},
+				{3 * time.Second, SyncFault{"VI_2", false}, nil, Fault, never},
+				{4 * time.Second, SyncFault{"VI_3", false}, []Action{notify(Backup, 100)}, Backup, 4*time.Second + mdi100},
+			},
+		},
+		{
+			name: "sync: a release from a peer not held changes nothing",
+			cfg:  inSyncGroup,
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				{time.Second, SyncFault{"VI_2", true}, []Action{notify(Fault, 100)}, Fault, never},
+				{2 * time.Second, SyncFault{"VI_3", false}, nil, Fault, never},
+			},
+		},
+		{
+			name: "sync: events naming the instance itself are ignored",
+			cfg:  inSyncGroup,
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				{time.Second, SyncFault{"VI_1", true}, nil, Backup, mdi100},
+				{mdi100, SyncMaster{"VI_1"}, nil, Backup, mdi100},
+			},
+		},
+		{
+			name: "sync: own tracked object still down when the peer recovers",
+			cfg: func(c *Config) {
+				inSyncGroup(c)
+				c.Tracks = []Track{{Kind: TrackInterface, Name: "eth0"}}
+			},
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				{time.Second, SyncFault{"VI_2", true}, []Action{notify(Fault, 100)}, Fault, never},
+				{2 * time.Second, TrackChanged{Kind: TrackInterface, Name: "eth0"}, nil, Fault, never},
+				{3 * time.Second, SyncFault{"VI_2", false}, nil, Fault, never},
+				{4 * time.Second, TrackChanged{Kind: TrackInterface, Name: "eth0", Up: true}, []Action{notify(Backup, 100)}, Backup, 4*time.Second + mdi100},
+			},
+		},
+		{
+			name: "sync: a peer still in FAULT when the own tracked object recovers",
+			cfg: func(c *Config) {
+				inSyncGroup(c)
+				c.Tracks = []Track{{Kind: TrackInterface, Name: "eth0"}}
+			},
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				{time.Second, TrackChanged{Kind: TrackInterface, Name: "eth0"}, []Action{notify(Fault, 100)}, Fault, never},
+				{2 * time.Second, SyncFault{"VI_2", true}, nil, Fault, never},
+				{3 * time.Second, TrackChanged{Kind: TrackInterface, Name: "eth0", Up: true}, nil, Fault, never},
+				{4 * time.Second, SyncFault{"VI_2", false}, []Action{notify(Backup, 100)}, Backup, 4*time.Second + mdi100},
+			},
+		},
+		{
+			name: "sync: a peer in FAULT before Start makes the instance start in FAULT",
+			cfg:  inSyncGroup,
+			steps: []step{
+				{0, SyncFault{"VI_2", true}, nil, Init, never},
+				{0, SyncMaster{"VI_3"}, nil, Init, never},
+				{0, Start{}, []Action{notify(Fault, 100)}, Fault, never},
+				{time.Second, SyncFault{"VI_2", false}, []Action{notify(Backup, 100)}, Backup, time.Second + mdi100},
+			},
+		},
+		{
+			name: "sync: a stopped instance keeps its peers' faults for its next start",
+			cfg:  inSyncGroup,
+			steps: []step{
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				{time.Second, SyncFault{"VI_2", true}, []Action{notify(Fault, 100)}, Fault, never},
+				{2 * time.Second, Stop{}, []Action{notify(Stopped, 100)}, Stopped, never},
+				{3 * time.Second, SyncFault{"VI_3", true}, nil, Stopped, never},
+				{4 * time.Second, SyncFault{"VI_2", false}, nil, Stopped, never},
+				{5 * time.Second, Start{}, []Action{notify(Fault, 100)}, Fault, never},
+				{6 * time.Second, SyncFault{"VI_3", false}, []Action{notify(Backup, 100)}, Backup, 6*time.Second + mdi100},
+			},
+		},
+		{
+			name: "sync: the address owner recovers from FAULT as BACKUP in a group",
+			cfg: func(c *Config) {
+				inSyncGroup(c)
+				c.Priority, c.InitialMaster = 255, true
+				c.Tracks = []Track{{Kind: TrackInterface, Name: "eth0"}}
+			},
+			steps: []step{
+				{0, Start{}, becomeMaster(255), Master, time.Second},
+				{500 * time.Millisecond, TrackChanged{Kind: TrackInterface, Name: "eth0"},
+					[]Action{SendAdvert{0}, RemoveVIPs{}, notify(Fault, 255)}, Fault, never},
+				{2 * time.Second, TrackChanged{Kind: TrackInterface, Name: "eth0", Up: true},
+					[]Action{notify(Backup, 255)}, Backup, 5*time.Second + skewMin},
+				{3 * time.Second, SyncFault{"VI_2", true}, []Action{notify(Fault, 255)}, Fault, never},
+				{4 * time.Second, SyncFault{"VI_2", false}, []Action{notify(Backup, 255)}, Backup, 7*time.Second + skewMin},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -586,6 +802,167 @@ func TestSplitBrain(t *testing.T) {
 	if st := mb.Status(); st.Master != self || st.MasterPriority != 150 || !st.Since.Equal(now) {
 		t.Errorf("b's status %+v", st)
 	}
+}
+
+// syncRig relays transitions between the members of a sync group the way
+// the Sync* event docs ask of the runner, delivering in order, so that
+// tests see whether relays die out.
+type syncRig struct {
+	t       *testing.T
+	names   []string
+	members map[string]*Machine
+}
+
+func newSyncRig(t *testing.T, cfgs ...Config) *syncRig {
+	r := &syncRig{t: t, members: map[string]*Machine{}}
+	for _, c := range cfgs {
+		c.SyncGroup = "G"
+		r.names = append(r.names, c.Name)
+		r.members[c.Name] = New(c, t0)
+	}
+	return r
+}
+
+// handle feeds one member an event and relays until the group is quiet.
+func (r *syncRig) handle(name string, ev Event, at time.Duration) {
+	r.t.Helper()
+	type delivery struct {
+		to string
+		ev Event
+	}
+	queue := []delivery{{name, ev}}
+	for n := 0; len(queue) > 0; n++ {
+		if n > 10*len(r.names) {
+			r.t.Fatalf("%T to %s at %v: relays do not die out", ev, name, at)
+		}
+		d := queue[0]
+		queue = queue[1:]
+		m := r.members[d.to]
+		before := m.Status()
+		m.Handle(d.ev, t0.Add(at))
+		after := m.Status()
+		var out []Event
+		if after.OwnFault != before.OwnFault {
+			out = append(out, SyncFault{Member: d.to, Held: after.OwnFault})
+		}
+		if after.State == Master && before.State != Master {
+			out = append(out, SyncMaster{Member: d.to})
+		}
+		if after.State == Backup && before.State == Master {
+			out = append(out, SyncBackup{Member: d.to})
+		}
+		for _, e := range out {
+			for _, p := range r.names {
+				if p != d.to {
+					queue = append(queue, delivery{p, e})
+				}
+			}
+		}
+	}
+}
+
+func (r *syncRig) want(step string, states ...State) {
+	r.t.Helper()
+	for i, n := range r.names {
+		if got := r.members[n].State(); got != states[i] {
+			r.t.Fatalf("%s: %s is %v, want %v", step, n, got, states[i])
+		}
+	}
+}
+
+func (r *syncRig) wantWhy(name, why string) {
+	r.t.Helper()
+	if got := r.members[name].Status().Why; got != why {
+		r.t.Errorf("%s: why %q, want %q", name, got, why)
+	}
+}
+
+func syncMember(name string, prio uint8, tracks ...Track) Config {
+	c := baseConfig()
+	c.Name, c.Priority, c.Tracks = name, prio, tracks
+	return c
+}
+
+func TestSyncGroup(t *testing.T) {
+	eth0 := func(up bool) TrackChanged { return TrackChanged{Kind: TrackInterface, Name: "eth0", Up: up} }
+	wire := Track{Kind: TrackInterface, Name: "eth0"}
+
+	t.Run("members go MASTER together and stop relaying", func(t *testing.T) {
+		r := newSyncRig(t, syncMember("A", 150), syncMember("B", 100))
+		r.handle("A", Start{}, 0)
+		r.handle("B", Start{}, 0)
+		r.want("start", Backup, Backup)
+		// The runner waits for the later deadline, B's, then fires.
+		r.handle("A", TimerFired{}, mdi100)
+		r.want("A's timer", Master, Master)
+		r.wantWhy("A", "master down timer expired")
+		r.wantWhy("B", "sync group G peer A became MASTER")
+		r.handle("B", TimerFired{}, mdi100)
+		r.want("B's timer", Master, Master)
+	})
+
+	t.Run("a peer still hearing its master stays BACKUP, no ping-pong", func(t *testing.T) {
+		r := newSyncRig(t, syncMember("A", 150), syncMember("B", 100))
+		r.handle("A", Start{}, 0)
+		r.handle("B", Start{}, 0)
+		r.handle("B", adv(upper, 200), time.Second)
+		// A runner that did not wait: A goes alone, B does not follow.
+		r.handle("A", TimerFired{}, mdi150)
+		r.want("A's timer", Master, Backup)
+		r.handle("B", adv(upper, 200), 2*time.Second)
+		r.want("B's master speaks", Master, Backup)
+	})
+
+	t.Run("members step down together and stop relaying", func(t *testing.T) {
+		r := newSyncRig(t, syncMember("A", 100), syncMember("B", 100))
+		r.handle("A", Start{}, 0)
+		r.handle("B", Start{}, 0)
+		r.handle("A", TimerFired{}, mdi100)
+		r.want("masters", Master, Master)
+		r.handle("B", adv(upper, 200), mdi100+time.Second)
+		r.want("B hears a better master", Backup, Backup)
+		r.wantWhy("A", "sync group G peer B left MASTER for BACKUP")
+		// Their timers run again and the group comes back as one.
+		r.handle("B", TimerFired{}, 2*mdi100+time.Second)
+		r.want("timers", Master, Master)
+	})
+
+	t.Run("FAULT held by two faulty members needs both to recover", func(t *testing.T) {
+		r := newSyncRig(t, syncMember("A", 100, wire), syncMember("B", 100, wire), syncMember("C", 100))
+		for _, n := range r.names {
+			r.handle(n, Start{}, 0)
+		}
+		r.handle("C", TimerFired{}, mdi100)
+		r.want("masters", Master, Master, Master)
+
+		r.handle("A", eth0(false), 5*time.Second)
+		r.want("A down", Fault, Fault, Fault)
+		r.wantWhy("C", "sync group G peer A in FAULT")
+		if r.members["B"].Status().OwnFault || !r.members["A"].Status().OwnFault {
+			t.Fatalf("OwnFault: A %v B %v, want true false", r.members["A"].Status().OwnFault, r.members["B"].Status().OwnFault)
+		}
+		// B's own failure changes no state but must count.
+		r.handle("B", eth0(false), 6*time.Second)
+		r.want("B down", Fault, Fault, Fault)
+		r.handle("A", eth0(true), 7*time.Second)
+		r.want("A up", Fault, Fault, Fault)
+		r.handle("B", eth0(true), 8*time.Second)
+		r.want("B up", Backup, Backup, Backup)
+		r.wantWhy("B", "interface eth0 recovered")
+		r.wantWhy("C", "sync group G peer B left FAULT")
+		r.handle("A", TimerFired{}, 8*time.Second+mdi100)
+		r.want("timers", Master, Master, Master)
+	})
+
+	t.Run("a member starting with a tracked object down holds the others", func(t *testing.T) {
+		r := newSyncRig(t, syncMember("A", 100, wire), syncMember("B", 100))
+		r.handle("A", eth0(false), 0)
+		r.handle("B", Start{}, 0)
+		r.handle("A", Start{}, 0)
+		r.want("start", Fault, Fault)
+		r.handle("A", eth0(true), time.Second)
+		r.want("A up", Backup, Backup)
+	})
 }
 
 func TestNewAppliesKeepalivedCorrections(t *testing.T) {
