@@ -471,7 +471,6 @@ func (v *vrrpd) transition(vi config.VRRPInstance, fromSt, st vrrp.Status) {
 	from := fromSt.State
 	name := vi.Name
 	v.mu.Lock()
-	cfg := v.cfg
 	group := v.group[name]
 	var peers []*vrrp.Runner
 	if group != "" {
@@ -517,7 +516,8 @@ func (v *vrrpd) transition(vi config.VRRPInstance, fromSt, st vrrp.Status) {
 	if from == st.State {
 		return
 	}
-	if vi.SMTPAlert || (cfg != nil && cfg.Global.SMTPAlert) {
+	// The parser resolves smtp_alert against global_defs already.
+	if vi.SMTPAlert {
 		v.d.hc.send(alert.VRRPAlert(name, st.State.String()))
 	}
 }

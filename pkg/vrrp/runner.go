@@ -466,6 +466,9 @@ func WithArgs(s config.Script, args ...string) config.Script {
 	b.WriteString(s.Cmd)
 	for _, a := range args {
 		b.WriteString(" '")
+		// keepalived's splitting honours a backslash even inside
+		// quotes.
+		a = strings.ReplaceAll(a, `\`, `\\`)
 		b.WriteString(strings.ReplaceAll(a, "'", `'"'"'`))
 		b.WriteString("'")
 	}
