@@ -110,6 +110,9 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 	m.Health.Attempted("HTTP_GET", time.Millisecond, time.Millisecond)
 	m.Health.Changed("10.50.1.100:80/TCP", "10.50.2.11:8080", false)
 	m.Health.SetStates([]RealState{{VS: "10.50.1.100:80/TCP", Real: "10.50.2.11:8080"}}, []QuorumState{{VS: "10.50.1.100:80/TCP", Up: true}})
+	m.SetVRRP(func() []VRRPInstance {
+		return []VRRPInstance{{Name: "VI_1", State: "MASTER", Errors: map[string]uint64{"auth": 1}}}
+	})
 	mfs, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
