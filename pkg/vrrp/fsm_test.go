@@ -136,18 +136,21 @@ func TestMachine(t *testing.T) {
 			},
 		},
 		{
-			name: "state MASTER below 255 waits one interval plus minimal skew",
+			// keepalived 2.2.7's vrrp_init_state takes one interval
+			// plus minimal skew only when the sync group is BACKUP.
+			name: "state MASTER below 255 waits Master_Down_Interval",
 			cfg:  func(c *Config) { c.InitialMaster = true },
 			steps: []step{
-				{0, Start{}, []Action{notify(Backup, 100)}, Backup, time.Second + skewMin},
-				{time.Second + skewMin, TimerFired{}, becomeMaster(100), Master, 2*time.Second + skewMin},
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				{time.Second + skewMin, TimerFired{}, nil, Backup, mdi100},
+				{mdi100, TimerFired{}, becomeMaster(100), Master, time.Second + mdi100},
 			},
 		},
 		{
 			name: "state MASTER below 255 stays backup when a higher master speaks",
 			cfg:  func(c *Config) { c.InitialMaster = true },
 			steps: []step{
-				{0, Start{}, []Action{notify(Backup, 100)}, Backup, time.Second + skewMin},
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
 				{500 * time.Millisecond, adv(upper, 150), nil, Backup, 500*time.Millisecond + mdi100},
 			},
 		},
@@ -155,9 +158,9 @@ func TestMachine(t *testing.T) {
 			name: "state MASTER below 255 clears nopreempt and preempts a lower master",
 			cfg:  func(c *Config) { c.InitialMaster, c.NoPreempt = true, true },
 			steps: []step{
-				{0, Start{}, []Action{notify(Backup, 100)}, Backup, time.Second + skewMin},
-				{500 * time.Millisecond, adv(upper, 50), nil, Backup, time.Second + skewMin},
-				{time.Second + skewMin, TimerFired{}, becomeMaster(100), Master, 2*time.Second + skewMin},
+				{0, Start{}, []Action{notify(Backup, 100)}, Backup, mdi100},
+				{500 * time.Millisecond, adv(upper, 50), nil, Backup, mdi100},
+				{mdi100, TimerFired{}, becomeMaster(100), Master, time.Second + mdi100},
 			},
 		},
 		{
