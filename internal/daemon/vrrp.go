@@ -339,7 +339,9 @@ func (v *vrrpd) start(ctx context.Context, cfg *config.Config, vi config.VRRPIns
 // launch runs a runner made by start.
 func (v *vrrpd) launch(ctx context.Context, rt *runnerTask) {
 	var rctx context.Context
-	rctx, rt.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	// Straight from the task's context: a SIGTERM reaches every runner in
+	// the goroutine that cancels it, one hop fewer before the priority 0.
+	rctx, rt.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(rt.done)
 		if err := rt.r.Run(rctx); err != nil {

@@ -712,8 +712,10 @@ func (m *Machine) start(now time.Time) []Action {
 }
 
 // gotoMaster follows vrrp_state_goto_master, vrrp_state_master_tx and
-// vrrp_state_become_master: the advert goes first so that the old master
-// drops the VIPs before our gratuitous ARPs claim them.
+// vrrp_state_become_master. The addresses go on before the advert (keepalived
+// sends it first): a failover is done when the VIP is here, and the sendmsg
+// before it only delays that; the old master still hears the advert before
+// our gratuitous ARPs claim the VIPs, which is what the order is for.
 func (m *Machine) gotoMaster(now time.Time, why string) []Action {
 	m.transition(Master, now, why)
 	m.master, m.masterPrio = m.cfg.PrimaryIP, m.eff
@@ -730,8 +732,8 @@ func (m *Machine) gotoMaster(now time.Time, why string) []Action {
 		m.refreshAt = now.Add(m.cfg.GARPDelay + m.cfg.GARPRefresh)
 	}
 	return []Action{
-		SendAdvert{Priority: m.eff},
 		AddVIPs{},
+		SendAdvert{Priority: m.eff},
 		SendGARP{Count: m.cfg.GARPRepeat, Why: GARPBecomeMaster},
 		m.notify(),
 	}

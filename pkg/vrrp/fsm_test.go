@@ -57,7 +57,7 @@ type step struct {
 func notify(s State, p uint8) Notify { return Notify{Instance: "VI_1", State: s, Priority: p} }
 
 func becomeMaster(p uint8) []Action {
-	return []Action{SendAdvert{p}, AddVIPs{}, SendGARP{5, GARPBecomeMaster}, notify(Master, p)}
+	return []Action{AddVIPs{}, SendAdvert{p}, SendGARP{5, GARPBecomeMaster}, notify(Master, p)}
 }
 
 func adv(from netip.Addr, prio uint8) AdvertReceived {

@@ -216,6 +216,7 @@ func badName(why BadAdvertReason) string {
 // notify_stop runs.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.o.Speaker.Unregister(r.vi.VirtualRouterID)
+	defer r.o.VIPs.Close()
 	// Notify scripts outlive ctx by a little: notify_stop runs after it
 	// ends, as keepalived's does on shutdown.
 	nctx, ncancel := context.WithCancel(context.WithoutCancel(ctx))
