@@ -127,9 +127,9 @@ func benchHealthChecks(b *testing.B, algo string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c0, t0 := hbCPU(b, pid), time.Now()
+	c0, t0 := procCPU(b, pid), time.Now()
 	time.Sleep(window)
-	c1, t1 := hbCPU(b, pid), time.Now()
+	c1, t1 := procCPU(b, pid), time.Now()
 	m1, err := hbMetrics(metrics, metricsAddr)
 	if err != nil {
 		b.Fatal(err)
@@ -316,9 +316,10 @@ func (s *hbServer) lateness(from, to time.Time, delay time.Duration) []time.Dura
 	return out
 }
 
-// hbCPU is the CPU time pid used so far: utime + stime of /proc/PID/stat,
+// procCPU is the CPU time pid used so far: utime + stime of /proc/PID/stat,
 // in clock ticks of 10 ms (USER_HZ is 100 on Linux).
-func hbCPU(b *testing.B, pid int) time.Duration {
+func procCPU(b testing.TB, pid int) time.Duration {
+	b.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		b.Fatal(err)

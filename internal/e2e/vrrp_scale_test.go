@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -266,23 +265,6 @@ func scalePct(ds []time.Duration, p int) time.Duration {
 	return s[max(i-1, 0)]
 }
 
-// scaleCPU is the process's utime+stime (/proc/PID/stat).
-func scaleCPU(t testing.TB, pid int) time.Duration {
-	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(raw)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		t.Fatalf("/proc/%d/stat: %q", pid, s)
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
 // scalePid is the daemon's pid: `ip netns exec` execs it in place.
 func scalePid(t testing.TB, n *xlbdNode) int {
 	t.Helper()
@@ -394,9 +376,9 @@ func scaleMany(t testing.TB) scaleManyRun {
 	pid1, pid2 := scalePid(t, lb1), scalePid(t, lb2)
 
 	s1, s2 := scaleStates(t, lb1), scaleStates(t, lb2)
-	c1, c2, t0 := scaleCPU(t, pid1), scaleCPU(t, pid2), time.Now()
+	c1, c2, t0 := procCPU(t, pid1), procCPU(t, pid2), time.Now()
 	time.Sleep(scaleVRRPWindow)
-	d1, d2, t1 := scaleCPU(t, pid1), scaleCPU(t, pid2), time.Now()
+	d1, d2, t1 := procCPU(t, pid1), procCPU(t, pid2), time.Now()
 	scaleSameStates(t, "lb1", s1, scaleStates(t, lb1), "MASTER")
 	scaleSameStates(t, "lb2", s2, scaleStates(t, lb2), "BACKUP")
 	if n := scaleVIPsHeld(t, p, p.LB1, scaleVRRPInstances); n != scaleVRRPInstances {
@@ -527,7 +509,7 @@ func TestVRRPAdvertsDuringBigApply(t *testing.T) {
 	pid := scalePid(t, lb1)
 
 	before := scaleStates(t, lb1)
-	c0, w0 := scaleCPU(t, pid), time.Now()
+	c0, w0 := procCPU(t, pid), time.Now()
 	var took []time.Duration
 	base := 1
 	for n := 1; n <= scaleBigReloads || time.Since(w0) < scaleVRRPWindow; n++ {
@@ -549,7 +531,7 @@ func TestVRRPAdvertsDuringBigApply(t *testing.T) {
 	}
 	// One more advert interval after the last reload.
 	time.Sleep(scaleVRRPAdvert + 200*time.Millisecond)
-	c1, w1 := scaleCPU(t, pid), time.Now()
+	c1, w1 := procCPU(t, pid), time.Now()
 	scaleSameStates(t, "lb1", before, scaleStates(t, lb1), "MASTER")
 	soleHolder(t, p, p.VIP, p.LB1, 200*time.Millisecond)
 	if err := lst.err(); err != nil {

@@ -2,9 +2,7 @@ package testbed
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
 	"slices"
@@ -13,7 +11,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // PairOptions tune a pair topology.
@@ -133,14 +130,9 @@ func nodeSetup() error {
 }
 
 func pairNamespaces(b *builder, o PairOptions) (*Pair, error) {
-	var lastErr error
-	for range 5 {
-		prefix, release, err := newPrefix("xp")
-		if err != nil {
-			return nil, err
-		}
-		b.own.Cleanup(release)
-		p := &Pair{
+	var p *Pair
+	err := b.create("xp", func(prefix string) []nsSpec {
+		p = &Pair{
 			Prefix:      prefix,
 			NAT:         o.NAT,
 			Client:      &Netns{prefix + "-client"},
@@ -175,31 +167,9 @@ func pairNamespaces(b *builder, o PairOptions) (*Pair, error) {
 			p.Reals = append(p.Reals, r)
 			specs = append(specs, nsSpec{r, nil})
 		}
-		fds, err := createNamespaces(b.own, specs)
-		if err != nil {
-			for _, fd := range fds {
-				fd.Close()
-			}
-			// Another process took the prefix between the check and
-			// the creation of the first namespace: take another one.
-			if errors.Is(err, fs.ErrExist) && len(fds) == 0 {
-				lastErr = err
-				continue
-			}
-			return p, err
-		}
-		b.fds = fds
-		b.nlh = map[*Netns]*netlink.Handle{}
-		for ns, fd := range fds {
-			h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
-			if err != nil {
-				return p, fmt.Errorf("netlink in %s: %w", ns.Name, err)
-			}
-			b.nlh[ns] = h
-		}
-		return p, nil
-	}
-	return nil, lastErr
+		return specs
+	})
+	return p, err
 }
 
 // bridgePort connects ns (interface ifName) to bridge br through a port named

@@ -359,13 +359,7 @@ func newBridge(name string) error {
 }
 
 func (b *builder) namespaces() error {
-	var lastErr error
-	for range 5 {
-		prefix, release, err := newPrefix("xt")
-		if err != nil {
-			return err
-		}
-		b.own.Cleanup(release)
+	return b.create("xt", func(prefix string) []nsSpec {
 		t := &Topology{
 			Mode:       b.mode,
 			Prefix:     prefix,
@@ -391,13 +385,27 @@ func (b *builder) namespaces() error {
 			}
 		}
 		b.t = t
-		fds, err := createNamespaces(b.own, specs)
+		return specs
+	})
+}
+
+// create claims a name prefix starting with lead, creates the namespaces
+// plan lists for it, and opens a netlink handle in each. A prefix another
+// process took between the check and the creation is given up for another
+// one, up to five times.
+func (b *builder) create(lead string, plan func(prefix string) []nsSpec) error {
+	var lastErr error
+	for range 5 {
+		prefix, release, err := newPrefix(lead)
+		if err != nil {
+			return err
+		}
+		b.own.Cleanup(release)
+		fds, err := createNamespaces(b.own, plan(prefix))
 		if err != nil {
 			for _, fd := range fds {
 				fd.Close()
 			}
-			// Another process took the prefix between the check and
-			// the creation of the first namespace: take another one.
 			if errors.Is(err, fs.ErrExist) && len(fds) == 0 {
 				lastErr = err
 				continue

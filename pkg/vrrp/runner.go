@@ -183,10 +183,8 @@ func (r *Runner) Stats() RunnerStats {
 	}
 	r.mu.Unlock()
 	for why, n := range c.Dropped {
-		if n > 0 && Reason(why) != ReasonQueue {
+		if n > 0 {
 			st.Errors[Reason(why).String()] += n
-		} else if n > 0 {
-			st.Errors["queue_full"] += n
 		}
 	}
 	for form, n := range c.Forms {
