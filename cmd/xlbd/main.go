@@ -113,7 +113,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	stopSignals := []os.Signal{syscall.SIGINT, syscall.SIGTERM}
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -129,6 +130,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return daemon.Run(ctx, daemon.Options{
 		ConfigPath:   *cfgPath,
 		ConfigFormat: *cfgFormat,
+		StopSignals:  stopSignals,
 		Interfaces:   ifaces,
 		PinDir:       *pinDir,
 		Dataplane:    *dpName,

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -55,6 +56,10 @@ type Options struct {
 	Log           *slog.Logger
 	// Notify reports state to the service manager (sd_notify); nil: none.
 	Notify func(state string)
+	// StopSignals are the signals that end the daemon (its caller cancels
+	// ctx on them). VRRP instances hear them directly as well, so that a
+	// master's priority 0 goes out before the rest of the shutdown.
+	StopSignals []os.Signal
 }
 
 // DefaultInterfaces are those the balancer attaches to when none are

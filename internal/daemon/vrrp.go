@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"os/signal"
 	"reflect"
 	"slices"
 	"sync"
@@ -59,6 +61,7 @@ type runnerTask struct {
 	r      *vrrp.Runner
 	key    speakerKey
 	cancel context.CancelFunc
+	halt   chan os.Signal // nil without Options.StopSignals
 	done   chan struct{}
 }
 
@@ -315,6 +318,11 @@ func (v *vrrpd) start(ctx context.Context, cfg *config.Config, vi config.VRRPIns
 	}
 	vm := vrrp.NewVIPManager(vi)
 	vm.Dev = ifname
+	var halt chan os.Signal
+	if sigs := v.d.o.StopSignals; len(sigs) > 0 {
+		halt = make(chan os.Signal, 1)
+		signal.Notify(halt, sigs...)
+	}
 	r, err := vrrp.NewRunner(vrrp.RunnerOptions{
 		Instance:  vi,
 		Strict:    cfg.Global.VRRPStrict,
@@ -323,13 +331,17 @@ func (v *vrrpd) start(ctx context.Context, cfg *config.Config, vi config.VRRPIns
 		RunScript: v.runScript,
 		SyncGroup: syncGroupOf(cfg, vi.Name),
 		Changed:   func(_ string, from, to vrrp.Status) { v.transition(vi, from, to) },
+		Halt:      halt,
 		Log:       v.log,
 	})
 	if err != nil {
+		if halt != nil {
+			signal.Stop(halt)
+		}
 		v.releaseSpeaker(key)
 		return nil, err
 	}
-	rt := &runnerTask{r: r, key: key, done: make(chan struct{})}
+	rt := &runnerTask{r: r, key: key, halt: halt, done: make(chan struct{})}
 	v.mu.Lock()
 	v.runners[vi.Name] = rt
 	v.mu.Unlock()
@@ -344,6 +356,9 @@ func (v *vrrpd) launch(ctx context.Context, rt *runnerTask) {
 	rctx, rt.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(rt.done)
+		if rt.halt != nil {
+			defer signal.Stop(rt.halt)
+		}
 		if err := rt.r.Run(rctx); err != nil {
 			v.log.Error("VRRP instance stopped", "instance", rt.r.Name(), "err", err)
 		}

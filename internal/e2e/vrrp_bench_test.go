@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -72,6 +73,7 @@ func BenchmarkVRRPFailover(b *testing.B) {
 			pairs[i] = foNewPair(b, impl, row)
 		}
 		took := make([][]time.Duration, len(foImpls))
+		zero := make([][]time.Duration, len(foImpls))
 		for r := range rounds {
 			// The masters start together: their waits for
 			// Master_Down_Interval overlap.
@@ -85,6 +87,9 @@ func BenchmarkVRRPFailover(b *testing.B) {
 			for j := range pairs {
 				i := (j + r) % len(pairs) // who goes first alternates
 				took[i] = append(took[i], pairs[i].failover(b, phase))
+				if !row.hung {
+					zero[i] = append(zero[i], pairs[i].zero)
+				}
 			}
 		}
 		for _, fp := range pairs {
@@ -101,6 +106,14 @@ func BenchmarkVRRPFailover(b *testing.B) {
 			line += fmt.Sprintf(" | %7.1f [%6.1f–%6.1f]", med, lo, hi)
 		}
 		samples = append(samples, fmt.Sprintf("%-11s xlbd %s; keepalived %s", row.name, foList(took[0]), foList(took[1])))
+		if !row.hung {
+			// Signal to priority 0 read on lb2: the stopping master's share.
+			for i, impl := range foImpls {
+				med, _, _ := foStats(zero[i])
+				b.ReportMetric(med, impl+"-"+row.name+"-prio0-ms")
+			}
+			samples = append(samples, fmt.Sprintf("%-11s signal→priority 0 on lb2: xlbd %s; keepalived %s", row.name, foList(zero[0]), foList(zero[1])))
+		}
 		ratio := medians[0] / medians[1]
 		b.ReportMetric(ratio, row.name+"-xlbd/keepalived")
 		table = append(table, line+fmt.Sprintf(" | %.3f", ratio))
@@ -122,6 +135,7 @@ type foPair struct {
 	tMaster      time.Time     // when the master added the VIP
 	t0           time.Time     // of the last failover: the signal
 	took         time.Duration // and the VIP on lb2
+	zero         time.Duration // and lb2 reading its priority 0 advert (graceful rows)
 }
 
 func foNewPair(b testing.TB, impl string, row foRow) *foPair {
@@ -191,6 +205,11 @@ func (fp *foPair) failover(b testing.TB, phase time.Duration) time.Duration {
 	}
 	time.Sleep(time.Until(at))
 
+	var zero *foZeroWatch
+	if !fp.row.hung {
+		zero = foWatchZero(b, p.LB2)
+		defer zero.close()
+	}
 	var stopped chan struct{}
 	fp.t0 = time.Now()
 	if fp.row.hung {
@@ -209,6 +228,12 @@ func (fp *foPair) failover(b testing.TB, phase time.Duration) time.Duration {
 			p.Holders(p.VIP), fp.master.output(), fp.backup.output())
 	}
 	fp.took = t.Sub(fp.t0)
+	fp.zero = 0
+	if zero != nil {
+		if tz, ok := zero.first(); ok {
+			fp.zero = tz.Sub(fp.t0)
+		}
+	}
 	if stopped != nil {
 		<-stopped
 	} else {
@@ -217,6 +242,48 @@ func (fp *foPair) failover(b testing.TB, phase time.Duration) time.Duration {
 	fp.master = nil
 	return fp.took
 }
+
+// foZeroWatch notes when a namespace first reads a VRRP advert with
+// priority 0: it splits a graceful failover into the stopping master's
+// part and the backup's.
+type foZeroWatch struct {
+	c  net.PacketConn
+	at chan time.Time
+}
+
+func foWatchZero(b testing.TB, ns *testbed.Netns) *foZeroWatch {
+	b.Helper()
+	c, err := ns.ListenPacket("ip4:112", "0.0.0.0")
+	if err != nil {
+		b.Fatalf("VRRP socket in %s: %v", ns, err)
+	}
+	w := &foZeroWatch{c: c, at: make(chan time.Time, 1)}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n > 2 && buf[2] == 0 {
+				w.at <- time.Now()
+				return
+			}
+		}
+	}()
+	return w
+}
+
+func (w *foZeroWatch) first() (time.Time, bool) {
+	select {
+	case t := <-w.at:
+		return t, true
+	case <-time.After(time.Second):
+		return time.Time{}, false
+	}
+}
+
+func (w *foZeroWatch) close() { w.c.Close() }
 
 func (fp *foPair) close() {
 	if fp.master != nil {

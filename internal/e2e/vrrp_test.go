@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -90,14 +91,34 @@ type vrrpNode interface {
 }
 
 type xlbdNode struct {
-	t   testing.TB
-	p   *testbed.Process
-	ctl string
+	t      testing.TB
+	p      *testbed.Process
+	ctl    string
+	paused atomic.Bool
 }
 
-func (n *xlbdNode) stop()          { n.resume(); n.p.Stop() }
-func (n *xlbdNode) pause() error   { return n.p.Signal(syscall.SIGSTOP) }
-func (n *xlbdNode) resume() error  { return n.p.Signal(syscall.SIGCONT) }
+// stop sends SIGCONT only to a paused daemon: Go handles SIGCONT, so one
+// sent anyway would wake a thread of the daemon just ahead of the SIGTERM
+// that failovers are timed from (keepalived leaves SIGCONT to the kernel).
+func (n *xlbdNode) stop() {
+	if n.paused.Load() {
+		n.resume()
+	}
+	n.p.Stop()
+}
+
+func (n *xlbdNode) pause() error {
+	n.paused.Store(true)
+	return n.p.Signal(syscall.SIGSTOP)
+}
+
+func (n *xlbdNode) resume() error {
+	err := n.p.Signal(syscall.SIGCONT)
+	if err == nil {
+		n.paused.Store(false)
+	}
+	return err
+}
 func (n *xlbdNode) output() string { return n.p.Output() }
 func (n *xlbdNode) kind() string   { return "xlbd" }
 
@@ -126,7 +147,7 @@ func (n *xlbdNode) instance(name string) (control.VRRPInstance, error) {
 
 type keepalivedNode struct{ k *testbed.Keepalived }
 
-func (n keepalivedNode) stop()          { n.k.Resume(); n.k.Stop() }
+func (n keepalivedNode) stop()          { n.k.Stop() } // resumes a paused one first
 func (n keepalivedNode) pause() error   { return n.k.Pause() }
 func (n keepalivedNode) resume() error  { return n.k.Resume() }
 func (n keepalivedNode) output() string { return n.k.Output() }

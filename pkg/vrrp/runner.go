@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,14 @@ type RunnerOptions struct {
 	// without one. It must not block: sync group peers, the data plane
 	// and mail hear of transitions through it.
 	Changed func(name string, from, to Status)
-	Log     *slog.Logger
+	// Halt, when set, is registered with signal.Notify for the daemon's
+	// stop signals. A signal on it stops the instance at once, priority 0
+	// included, without waiting for ctx: the os/signal loop wakes the
+	// runner itself, rather than through the goroutine that cancels the
+	// daemon's context and wakes every other task first. Run still
+	// returns only when ctx ends.
+	Halt <-chan os.Signal
+	Log  *slog.Logger
 }
 
 // Bad advert reasons the runner adds to the speaker's (Reason): checks that
@@ -255,22 +263,29 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	exec(start)
 
+	stop := func() {
+		exec(r.handle(Stop{}, time.Now()))
+		r.stopGARP()
+		close(notes)
+		select {
+		case <-ndone:
+		case <-time.After(stopNotifyWait):
+			r.log.Warn("notify scripts still running at stop; killed")
+			ncancel()
+			<-ndone
+		}
+	}
 	timer := newDeadlineTimer()
 	defer timer.Stop()
 	for {
 		timer.Reset(r.m.Deadline())
 		select {
 		case <-ctx.Done():
-			exec(r.handle(Stop{}, time.Now()))
-			r.stopGARP()
-			close(notes)
-			select {
-			case <-ndone:
-			case <-time.After(stopNotifyWait):
-				r.log.Warn("notify scripts still running at stop; killed")
-				ncancel()
-				<-ndone
-			}
+			stop()
+			return nil
+		case <-r.o.Halt:
+			stop()
+			<-ctx.Done()
 			return nil
 		case rc := <-r.in:
 			exec(r.received(rc))
