@@ -18,7 +18,7 @@ GENERATED := $(wildcard bpf/*_bpfel.go bpf/*_bpfel.o)
 FUZZ_BPF ?= 150000x
 FUZZ_CONFIG ?= 300000x
 
-.PHONY: all deps generate check-generated build test lint demo bench install clean
+.PHONY: all deps generate check-generated build test lint demo bench install clean vm-image
 
 all: build
 
@@ -58,10 +58,15 @@ lint:
 	$(GO) tool staticcheck ./...
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
+# The qemu guest (Debian's kernel, real IPVS) that internal/vmtest boots;
+# cached in build/ipvs-vm until the kernel package or the script changes.
+vm-image:
+	$(SUDO) bash scripts/ipvs-vm-image.sh build/ipvs-vm
+
 # Unit, golden-packet, fuzz-seed and network-namespace tests (the last need
 # root; under CI=true they fail instead of skipping), then a short fuzzing
 # run of the balancer and of the config parser.
-test: deps check-generated lint
+test: deps check-generated lint vm-image
 	$(SUDO) env "PATH=$(PATH)" CI=$(CI) $(GO) test -count=1 -timeout 20m ./...
 	$(SUDO) env "PATH=$(PATH)" CI=$(CI) $(GO) test -run '^$$' -fuzz '^FuzzBalancer$$' -fuzztime $(FUZZ_BPF) ./pkg/dataplane/xdp
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_CONFIG) ./pkg/config

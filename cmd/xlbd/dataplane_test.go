@@ -76,9 +76,14 @@ func TestCheckDataplane(t *testing.T) {
 			err: errReported,
 		},
 		{
-			name:   "an unknown backend",
+			name:   "ipvs runs mh",
 			args:   []string{"--config", conf, "--dataplane", "ipvs"},
-			errMsg: `--dataplane "ipvs": unknown data plane (want xdp)`,
+			stdout: conf + ": OK, 2 virtual servers (2 services), 0 warnings\n",
+		},
+		{
+			name:   "an unknown backend",
+			args:   []string{"--config", conf, "--dataplane", "dpdk"},
+			errMsg: `--dataplane "dpdk": unknown data plane (want xdp or ipvs or auto)`,
 		},
 	}
 	for _, tt := range tests {
@@ -105,7 +110,7 @@ func TestCheckDataplane(t *testing.T) {
 // The daemon refuses an unknown --dataplane before it reads anything.
 func TestDaemonUnknownDataplane(t *testing.T) {
 	_, _, err := runIn(t, "--config", "does-not-exist.yaml", "--dataplane", "ebpf", "--metrics-addr", "", "--control-socket", "")
-	if err == nil || err.Error() != `--dataplane "ebpf": unknown data plane (want xdp)` {
+	if err == nil || err.Error() != `--dataplane "ebpf": unknown data plane (want xdp or ipvs or auto)` {
 		t.Errorf("err = %v, want the unknown data plane", err)
 	}
 }

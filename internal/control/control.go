@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -278,7 +279,11 @@ func Format(w io.Writer, r Report) error {
 			act += rs.ActiveConns
 			inact += rs.InactiveConns
 		}
-		fmt.Fprintf(tw, "%s  %s %s %s%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", s.Protocol, netip.AddrPortFrom(s.VIP, s.Port),
+		prot, addr := s.Protocol, netip.AddrPortFrom(s.VIP, s.Port).String()
+		if s.FWMark != 0 {
+			prot, addr = "FWM", strconv.FormatUint(uint64(s.FWMark), 10) // as ipvsadm -Ln
+		}
+		fmt.Fprintf(tw, "%s  %s %s %s%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", prot, addr,
 			s.Sched, s.Kind, persist, act, inact, s.Connections, s.PacketsIn, s.PacketsOut, s.BytesIn, s.BytesOut)
 		for _, rs := range s.Reals {
 			reach := "yes"

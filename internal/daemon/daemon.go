@@ -24,6 +24,7 @@ import (
 	"github.com/xlbd/xlbd/internal/control"
 	"github.com/xlbd/xlbd/pkg/config"
 	"github.com/xlbd/xlbd/pkg/dataplane"
+	"github.com/xlbd/xlbd/pkg/dataplane/ipvs"
 	"github.com/xlbd/xlbd/pkg/dataplane/registry"
 	"github.com/xlbd/xlbd/pkg/health"
 	"github.com/xlbd/xlbd/pkg/metrics"
@@ -185,9 +186,16 @@ func (d *daemon) run(ctx context.Context, reload <-chan struct{}) error {
 	// data plane is touched: a second xlbd must refuse to start, not
 	// adopt the first one's links and then release them on its way out.
 	var lock *pinLock
-	if o.PinDir != "" {
+	var noXDP error
+	if o.PinDir != "" && d.kind.Name != ipvs.Name {
 		if lock, err = lockPinDir(o.PinDir); err != nil {
-			return err
+			// Under auto, a pin directory that cannot be made (no bpffs,
+			// no privilege for one) means XDP cannot run: IPVS can. A
+			// directory another daemon holds is a refusal all the same.
+			if d.kind.Name != registry.Auto || errors.Is(err, errInUse) {
+				return err
+			}
+			noXDP = err
 		}
 	}
 	loaded := false
@@ -217,11 +225,24 @@ func (d *daemon) run(ctx context.Context, reload <-chan struct{}) error {
 	bo := o.Backend
 	bo.Interfaces, bo.Log = ifaces, d.log
 	bo.XDP.PinDir = o.PinDir
+	bo.NoXDP = noXDP
 	if d.be, err = d.kind.New(bo); err != nil {
 		return err
 	}
 	started := false
 	defer func() { d.close(started) }()
+	if caps := d.be.Capabilities(); caps.Backend != d.kind.Name {
+		// auto judged the configuration by what either backend can do;
+		// the one it picked must run it, and what it is not given is
+		// noted (once: the first judgement logged some notes already).
+		_, notes, err := reconcile.PlanFor(cfg, &caps)
+		if err != nil {
+			return fmt.Errorf("--dataplane auto picked %s, which cannot run %s: %w", caps.Title(), o.ConfigPath, err)
+		}
+		logWarnings(d.log, slices.DeleteFunc(notes, func(n *config.Error) bool {
+			return slices.ContainsFunc(warns, func(w *config.Error) bool { return w.Error() == n.Error() })
+		}))
+	}
 
 	// An adopted data plane's pool stands until the checks have run: a
 	// restart does not flap it.
@@ -260,7 +281,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan struct{}) error {
 		d.log.Info("serving metrics", "addr", d.metricsL.Addr().String())
 	}
 	started = true
-	d.log.Info("ready", "config", o.ConfigPath, "dataplane", d.kind.Name, "services", len(state.Services), "pin_dir", o.PinDir)
+	d.log.Info("ready", "config", o.ConfigPath, "dataplane", d.be.Capabilities().Backend, "services", len(state.Services), "pin_dir", o.PinDir)
 	d.notify("READY=1")
 	return newSupervisor(d.log).run(ctx, d.tasks(reload))
 }

@@ -30,8 +30,9 @@ type Protocol uint8
 
 // Protocols a virtual server can balance.
 const (
-	TCP Protocol = 6
-	UDP Protocol = 17
+	TCP  Protocol = 6
+	UDP  Protocol = 17
+	SCTP Protocol = 132
 )
 
 func (p Protocol) String() string {
@@ -40,6 +41,8 @@ func (p Protocol) String() string {
 		return "TCP"
 	case UDP:
 		return "UDP"
+	case SCTP:
+		return "SCTP"
 	}
 	return fmt.Sprintf("Protocol(%d)", uint8(p))
 }
@@ -150,6 +153,25 @@ type Global struct {
 	V3ChecksumAsV2        bool // default for every instance
 	LVSTimeouts           LVSTimeouts
 	LVSSysctl             LVSSysctl
+	// LVSSyncDaemon is lvs_sync_daemon (nil: none).
+	LVSSyncDaemon *LVSSyncDaemon
+}
+
+// LVSSyncDaemon is keepalived's lvs_sync_daemon: IPVS's connection
+// synchronisation daemon on Interface, the master (sending) one while the
+// VRRP instance Instance is MASTER, the backup (receiving) one otherwise.
+type LVSSyncDaemon struct {
+	Interface string
+	Instance  string
+	// SyncID is the daemon's id, 0-255; -1 takes the instance's
+	// virtual_router_id, as keepalived does.
+	SyncID int
+	MaxLen int        // 0: IPVS's choice
+	Port   int        // 0: IPVS's 8848
+	TTL    int        // 0: IPVS's 1
+	Group  netip.Addr // invalid: IPVS's 224.0.0.81
+	File   string
+	Line   int
 }
 
 // LVSTimeouts are the connection-tracking timeouts of lvs_timeouts.

@@ -189,7 +189,7 @@ func TestParseBad(t *testing.T) {
 			`7: virtual_servers[1]: missing required key "port"`,
 		}},
 		{"bad-protocol.yaml", []string{
-			`4: virtual_servers[0].protocol: protocol "SCTP" is not implemented yet (supported: TCP, UDP)`,
+			`4: virtual_servers[0].protocol: unknown protocol "GRE" (want TCP, UDP or SCTP)`,
 		}},
 		{"bad-lb-kind.yaml", []string{
 			`4: virtual_servers[0].lvs_method: unknown lb_kind "FNAT" (want NAT, DR or TUN)`,

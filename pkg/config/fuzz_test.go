@@ -168,7 +168,7 @@ func checkValid(t *testing.T, cfg *Config) {
 				t.Errorf("virtual server uses undefined group %q", vs.Group)
 			}
 		}
-		if ids != 1 || (vs.Protocol != TCP && vs.Protocol != UDP) ||
+		if ids != 1 || (vs.Protocol != TCP && vs.Protocol != UDP && vs.Protocol != SCTP) ||
 			vs.LBKind < NAT || vs.LBKind > TUN || !slices.Contains(sched.Schedulers, vs.LBAlgo) || vs.DelayLoop <= 0 || vs.Line < 1 ||
 			vs.PersistenceGranularity < 1 || vs.PersistenceGranularity > 32 || vs.Quorum < 1 {
 			t.Errorf("invalid virtual server accepted: %+v", vs)

@@ -397,6 +397,30 @@ func kaLVSTimeouts(c *kaReader, n *rawNode, st *stmt) {
 	}
 }
 
+// kaLVSSyncDaemon reads "lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N]
+// [maxlen N] [port N] [ttl N] [group IP]".
+func kaLVSSyncDaemon(c *kaReader, n *rawNode, st *stmt) {
+	a := st.args
+	if len(a) < 2 || len(a)%2 != 0 {
+		c.d.at(n.pos, "lvs_sync_daemon needs INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group IP]")
+		return
+	}
+	c.set(n, "interface", a[0])
+	c.set(n, "instance", a[1])
+	for i := 2; i < len(a); i += 2 {
+		switch a[i].text {
+		case "id", "maxlen", "port", "ttl", "group":
+			if n.has(a[i].text) {
+				c.d.at(a[i].pos(n.Path), "lvs_sync_daemon gives %s twice", a[i].text)
+				continue
+			}
+			c.set(n, a[i].text, a[i+1])
+		default:
+			c.d.at(a[i].pos(n.Path), "unknown lvs_sync_daemon option %q (want id, maxlen, port, ttl or group)", a[i].text)
+		}
+	}
+}
+
 // kaLBKind accepts keepalived's tunnel options only where they describe
 // what xlbd does (plain IPIP).
 func kaLBKind(c *kaReader, n *rawNode, st *stmt) {

@@ -29,6 +29,7 @@ var ignorePositions = cmp.Options{
 	cmpopts.IgnoreFields(VRRPScript{}, "File", "Line"),
 	cmpopts.IgnoreFields(SyncGroup{}, "File", "Line"),
 	cmpopts.IgnoreFields(VirtualServerGroup{}, "File", "Line"),
+	cmpopts.IgnoreFields(LVSSyncDaemon{}, "File", "Line"),
 }
 
 func loadKA(t *testing.T, name string) (*Config, error) {
@@ -294,6 +295,15 @@ var goodKeepalived = map[string]*Config{
 		vs := kvs("", 0, krs("10.50.2.11", 0, check), krs("10.50.2.12", 0))
 		vs.FWMark, vs.LBKind, vs.PersistenceTimeout = 5, DR, 600*time.Second
 		c.VirtualServers = []VirtualServer{vs}
+	}),
+	"25-ipvs.conf": cfgOf(func(c *Config) {
+		c.Global.LVSSyncDaemon = &LVSSyncDaemon{Interface: "eth1", Instance: "VI_SYNC", SyncID: 9, MaxLen: 1400, Port: 8850, TTL: 2, Group: ip("224.0.0.99")}
+		c.VRRPInstances = []VRRPInstance{inst("VI_SYNC", "eth0", 61, vip("10.50.1.100", "eth0"))}
+		sctp := kvs("10.50.1.100", 38412, krs("10.50.2.11", 38412))
+		sctp.Protocol, sctp.LBAlgo = SCTP, "rr"
+		fwm := kvs("", 0, krs("10.50.2.12", 0))
+		fwm.FWMark, fwm.LBAlgo = 7, "wlc"
+		c.VirtualServers = []VirtualServer{sctp, fwm}
 	}),
 	"13-virtual-server-options.conf": cfgOf(func(c *Config) {
 		rs1 := krs("10.50.2.11", 53)
@@ -601,7 +611,7 @@ func TestKeepalivedBad(t *testing.T) {
 			`bad-many.conf:11: vrrp_instance[VI_1].authentication.auth_type: unknown auth_type "MD5" (want PASS or AH)`,
 			`bad-many.conf:14: vrrp_instance[VI_1].virtual_ipaddress: virtual_ipaddress option dev needs a value`,
 			`bad-many.conf:18: virtual_server[10.50.1.256 80]: "10.50.1.256" is not a valid IPv4 address`,
-			`bad-many.conf:19: virtual_server[10.50.1.256 80].protocol: protocol "SCTP" is not implemented yet (supported: TCP, UDP)`,
+			`bad-many.conf:19: virtual_server[10.50.1.256 80].protocol: unknown protocol "GRE" (want TCP, UDP or SCTP)`,
 			`bad-many.conf:21: virtual_server[10.50.1.256 80].lb_kind: unknown lb_kind "FNAT" (want NAT, DR or TUN)`,
 			`bad-many.conf:22: virtual_server[10.50.1.256 80].real_server[10.50.2.11 8o]: "8o" is not an integer`,
 			`bad-many.conf:26: virtual_server[10.50.1.256 80].real_server[10.50.2.11 8o].HTTP_GET.url.digest: "nothex" is not an MD5 digest (32 hex digits)`,

@@ -173,6 +173,24 @@ func (m *marshaler) global() ymap {
 	t := g.LVSTimeouts
 	m.put(&y, "lvs_timeouts", ymap{{"tcp", secs(t.TCP)}, {"tcpfin", secs(t.TCPFin)}, {"udp", secs(t.UDP)}},
 		t == LVSTimeouts{DefaultLVSTimeoutTCP, DefaultLVSTimeoutTCPFin, DefaultLVSTimeoutUDP})
+	if sd := g.LVSSyncDaemon; sd != nil {
+		// Unset options are IPVS's own choices (the id: the instance's
+		// virtual_router_id), which have no value to spell out.
+		d := ymap{{"interface", sd.Interface}, {"instance", sd.Instance}}
+		for _, o := range []struct {
+			key string
+			v   int
+			set bool
+		}{{"id", sd.SyncID, sd.SyncID >= 0}, {"maxlen", sd.MaxLen, sd.MaxLen > 0}, {"port", sd.Port, sd.Port > 0}, {"ttl", sd.TTL, sd.TTL > 0}} {
+			if o.set {
+				d = append(d, ykv{o.key, o.v})
+			}
+		}
+		if sd.Group.IsValid() {
+			d = append(d, ykv{"group", sd.Group.String()})
+		}
+		y = append(y, ykv{"lvs_sync_daemon", d})
+	}
 	var sys ymap
 	sc := g.LVSSysctl
 	m.put(&sys, "expire_quiescent_template", sc.ExpireQuiescentTemplate, !sc.ExpireQuiescentTemplate)

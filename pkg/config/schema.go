@@ -148,6 +148,8 @@ var globalBlock = newBlock("global_defs", []*key{
 	value("vrrp_mcast_group4"),
 	flag("v3_checksum_as_v2"),
 	structKey("lvs_timeouts", "", newBlock("lvs_timeouts", []*key{value("tcp"), value("tcpfin"), value("udp")}), kaLVSTimeouts),
+	structKey("lvs_sync_daemon", "", newBlock("lvs_sync_daemon", []*key{value("interface"), value("instance"),
+		value("id"), value("maxlen"), value("port"), value("ttl"), value("group")}), kaLVSSyncDaemon),
 	{name: "lvs_sysctl", kind: kBlock, yamlOnly: true, sub: newBlock("lvs_sysctl", []*key{
 		flag("expire_quiescent_template"), value("conn_reuse_mode"), flag("sloppy_tcp"),
 	})},
@@ -157,7 +159,7 @@ var globalBlock = newBlock("global_defs", []*key{
 	"set_supplementary_groups", "startup_script", "startup_script_timeout", "shutdown_script",
 	"shutdown_script_timeout", "smtp_helo_name", "smtp_alert_vrrp",
 	"checker_log_all_failures", "no_email_faults", "vrrp_mcast_group6", "default_interface",
-	"lvs_sync_daemon", "lvs_flush", "lvs_flush_on_stop", "vrrp_garp_lower_prio_repeat",
+	"lvs_flush", "lvs_flush_on_stop", "vrrp_garp_lower_prio_repeat",
 	"vrrp_garp_lower_prio_delay", "vrrp_garp_master_refresh_repeat", "vrrp_garp_interval",
 	"vrrp_gna_interval", "vrrp_min_garp", "vrrp_garp_extra_if", "vrrp_down_timer_adverts",
 	"vrrp_lower_prio_no_advert", "vrrp_higher_prio_send_advert", "nftables", "nftables_priority",

@@ -28,6 +28,7 @@ func validate(d *diag, raw *rawNode) *Config {
 	scripts := v.vrrpScripts(raw.items("vrrp_scripts"))
 	v.vrrpInstances(raw.items("vrrp_instances"), scripts)
 	v.syncGroups(raw.items("vrrp_sync_groups"))
+	v.syncDaemon(raw.node("global_defs"))
 	groups := v.virtualServerGroups(raw.items("virtual_server_groups"))
 	v.virtualServers(raw.items("virtual_servers"), groups)
 	return v.cfg
@@ -428,6 +429,39 @@ func (v *validator) vrrpScripts(items []*rawNode) map[string]*VRRPScript {
 		byName[v.cfg.VRRPScripts[i].Name] = &v.cfg.VRRPScripts[i]
 	}
 	return byName
+}
+
+// syncDaemon reads lvs_sync_daemon, whose instance must be defined.
+func (v *validator) syncDaemon(g *rawNode) {
+	n := g.node("lvs_sync_daemon")
+	if n == nil {
+		return
+	}
+	sd := &LVSSyncDaemon{SyncID: -1, File: v.file(n.pos), Line: n.Line}
+	okIf, okInst := v.requiredIn(n, "interface"), v.requiredIn(n, "instance")
+	ok := okIf && okInst
+	v.setText(&sd.Interface, n.val("interface"))
+	v.setText(&sd.Instance, n.val("instance"))
+	if sd.Instance != "" && !slices.ContainsFunc(v.cfg.VRRPInstances, func(vi VRRPInstance) bool { return vi.Name == sd.Instance }) {
+		v.d.at(n.val("instance").pos, "%q is not a defined vrrp_instance", sd.Instance)
+		ok = false
+	}
+	v.setInt(&sd.SyncID, n.val("id"), "lvs_sync_daemon id", 0, 255)
+	v.setInt(&sd.MaxLen, n.val("maxlen"), "lvs_sync_daemon maxlen", 1, 65507)
+	v.setInt(&sd.Port, n.val("port"), "lvs_sync_daemon port", 1, 65535)
+	v.setInt(&sd.TTL, n.val("ttl"), "lvs_sync_daemon ttl", 1, 255)
+	if val := n.val("group"); usable(val) {
+		if a, good := v.ip(val); good {
+			if !a.Is4() || !a.IsMulticast() {
+				v.d.at(val.pos, "%q is not an IPv4 multicast address", val.Text)
+			} else {
+				sd.Group = a
+			}
+		}
+	}
+	if ok {
+		v.cfg.Global.LVSSyncDaemon = sd
+	}
 }
 
 func (v *validator) syncGroups(items []*rawNode) {

@@ -230,7 +230,8 @@ func (v *validator) virtualServer(n *rawNode, groups map[string]bool) (VirtualSe
 		case "UDP":
 			vs.Protocol = UDP
 		case "SCTP":
-			v.d.at(val.pos, "protocol %q is not implemented yet (supported: TCP, UDP)", val.Text)
+			// Which data plane balances it is the plan's to say.
+			vs.Protocol = SCTP
 		default:
 			v.d.at(val.pos, "unknown protocol %q (want TCP, UDP or SCTP)", val.Text)
 		}

@@ -18,6 +18,8 @@ type Capabilities struct {
 	Protocols  []uint8 // IP protocol numbers
 	// FWMark: it can balance firewall-mark virtual services.
 	FWMark bool
+	// SyncDaemon: it runs IPVS's connection synchronisation daemon.
+	SyncDaemon bool
 	// PortZero: it can hold a service on port 0, which takes every port of
 	// its address.
 	PortZero bool

@@ -40,6 +40,25 @@ type State struct {
 	Timeouts Timeouts
 	// Tuning are IPVS's sysctls; the zero value is IPVS's defaults.
 	Tuning Tuning
+	// SyncDaemon is IPVS's connection synchronisation daemon
+	// (lvs_sync_daemon); nil runs none. Only a backend whose Capabilities
+	// have SyncDaemon is given one.
+	SyncDaemon *SyncDaemon
+}
+
+// SyncDaemon is keepalived's lvs_sync_daemon as the data plane runs it: a
+// MASTER multicasts its connections to the BACKUPs, which take them over
+// when the VIPs move to them, so that established flows survive.
+type SyncDaemon struct {
+	// Master is true while the VRRP instance the daemon follows is
+	// MASTER; otherwise the node runs the backup (receiving) daemon.
+	Master    bool
+	Interface string
+	SyncID    uint8
+	MaxLen    uint16     // largest sync message (0: the kernel's choice)
+	Group     netip.Addr // multicast group (invalid: IPVS's 224.0.0.81)
+	Port      uint16     // UDP port (0: IPVS's 8848)
+	TTL       uint8      // multicast TTL (0: IPVS's 1)
 }
 
 // Timeouts are IPVS's connection timeouts that keepalived can set.
@@ -70,12 +89,20 @@ type Tuning struct {
 type Service struct {
 	VIP      netip.Addr
 	Port     uint16
-	Protocol uint8 // IP protocol number: 6 TCP, 17 UDP
-	Sched    string
+	Protocol uint8 // IP protocol number: 6 TCP, 17 UDP, 132 SCTP
+	// FWMark, when not 0, makes this a firewall-mark service: it balances
+	// the packets netfilter marked with it, whatever their address, and
+	// VIP and Port are unset. Only a backend whose Capabilities have
+	// FWMark is given one.
+	FWMark uint32
+	Sched  string
 	// SchedFlags are IPVS's scheduler flags: "sh-fallback", "sh-port",
 	// "mh-fallback", "mh-port".
 	SchedFlags []string
-	Kind       Kind
+	// OnePacket is keepalived's ops: every UDP datagram is scheduled on
+	// its own (IPVS only).
+	OnePacket bool
+	Kind      Kind
 	// PersistTimeout > 0 makes the service persistent: a client (its
 	// address masked to PersistPrefix bits) sticks to its real server.
 	PersistTimeout time.Duration
@@ -83,8 +110,17 @@ type Service struct {
 	Reals          []Real
 }
 
-// Key names the service in logs and maps: "10.50.1.100:80/TCP".
-func (s Service) Key() string { return ServiceKey(s.VIP, s.Port, s.Protocol) }
+// Key names the service in logs and maps: "10.50.1.100:80/TCP", or
+// "fwmark:5" for a firewall-mark service.
+func (s Service) Key() string {
+	if s.FWMark != 0 {
+		return FWMarkKey(s.FWMark)
+	}
+	return ServiceKey(s.VIP, s.Port, s.Protocol)
+}
+
+// FWMarkKey names a firewall-mark service, as keepalived does.
+func FWMarkKey(mark uint32) string { return fmt.Sprintf("fwmark:%d", mark) }
 
 // ServiceKey formats a service identity.
 func ServiceKey(vip netip.Addr, port uint16, proto uint8) string {
@@ -156,8 +192,10 @@ type ServiceStatus struct {
 	VIP      netip.Addr `json:"vip"`
 	Port     uint16     `json:"port"`
 	Protocol string     `json:"protocol"`
-	Sched    string     `json:"scheduler"`
-	Kind     string     `json:"forwarding"`
+	// FWMark is set for a firewall-mark service, which has no VIP.
+	FWMark uint32 `json:"fwmark,omitempty"`
+	Sched  string `json:"scheduler"`
+	Kind   string `json:"forwarding"`
 	// Persistence is the persistence timeout, 0 when not persistent.
 	Persistence   time.Duration `json:"persistence_timeout"`
 	PersistPrefix int           `json:"persistence_prefix,omitempty"`
@@ -205,13 +243,15 @@ type TableStatus struct {
 	Memory uint64 `json:"memory_bytes,omitempty"`
 }
 
-// ProtocolName is "TCP", "UDP" or "proto N".
+// ProtocolName is "TCP", "UDP", "SCTP" or "proto N".
 func ProtocolName(p uint8) string {
 	switch p {
 	case 6:
 		return "TCP"
 	case 17:
 		return "UDP"
+	case 132:
+		return "SCTP"
 	}
 	return fmt.Sprintf("proto %d", p)
 }

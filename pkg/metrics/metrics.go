@@ -182,7 +182,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for _, s := range st.Services {
-		sl := []string{s.VIP.String(), strconv.Itoa(int(s.Port)), s.Protocol}
+		vip := s.VIP.String()
+		if s.FWMark != 0 {
+			vip = dataplane.FWMarkKey(s.FWMark) // a firewall-mark service has no address
+		}
+		sl := []string{vip, strconv.Itoa(int(s.Port)), s.Protocol}
 		gauge(descSvcInfo, 1, append(sl, s.Sched, s.Kind)...)
 		counter(descSvcPackets, s.PacketsIn, append(sl, "in")...)
 		counter(descSvcPackets, s.PacketsOut, append(sl, "out")...)

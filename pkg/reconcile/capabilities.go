@@ -15,13 +15,26 @@ func (p *planner) dataplane() string {
 	return "the " + p.caps.Title() + " data plane"
 }
 
+// fwmarks reports whether the backend planned for balances firewall-mark
+// services.
+func (p *planner) fwmarks() bool { return p.caps != nil && p.caps.FWMark }
+
 // noFWMark says why a firewall-mark service is left out.
 func (p *planner) noFWMark() string {
-	if p.caps != nil && p.caps.FWMark {
-		// The backend could; dataplane.State has no way to say it yet.
-		return "xlbd does not hand firewall-mark services to " + p.dataplane() + " yet"
+	if p.caps == nil {
+		return "no data plane was named that matches firewall marks"
 	}
 	return p.dataplane() + " cannot match firewall marks"
+}
+
+// protocol reports whether the backend balances vs's protocol, noting
+// that vs is left out when it does not.
+func (p *planner) protocol(vs *config.VirtualServer) bool {
+	if p.caps == nil || p.caps.Protocol(uint8(vs.Protocol)) {
+		return true
+	}
+	p.note(vs, "protocol %s: %s cannot balance it; this one is only checked", vs.Protocol, p.dataplane())
+	return false
 }
 
 // check fails vs for each of its settings the backend cannot run. A
@@ -38,9 +51,6 @@ func (p *planner) check(vs *config.VirtualServer) {
 	}
 	if k := kind(vs.LBKind); !c.Kind(k) {
 		p.fail(vs, "lb_kind %s: %s cannot forward this way", k, dp)
-	}
-	if !c.Protocol(uint8(vs.Protocol)) {
-		p.fail(vs, "protocol %s: %s cannot balance it", vs.Protocol, dp)
 	}
 	if c.IPv6 {
 		return

@@ -39,11 +39,15 @@ func Plan(cfg *config.Config) (dataplane.State, []*config.Error, error) {
 // naming the virtual server and the key, so that the daemon's start and
 // `xlbd check` refuse the same configurations.
 //
-//   - A virtual_server fwmark N is left out with a note.
+//   - A virtual_server fwmark N is a firewall-mark service for a backend
+//     that has them (IPVS), else left out with a note; so are a group's
+//     fwmark entries.
+//   - A protocol the backend cannot balance (SCTP under XDP) leaves the
+//     virtual server out with a note: its checks still run.
 //   - A virtual_server group NAME becomes one service per address and port
-//     of the group (ranges expanded), as keepalived adds each to IPVS. The
-//     group's fwmark entries, entries without a port (IPVS's "every port")
-//     and ranges wider than MaxGroupRange are left out with a note.
+//     of the group (ranges expanded), as keepalived adds each to IPVS.
+//     Entries without a port (IPVS's "every port") and ranges wider than
+//     MaxGroupRange are left out with a note.
 //   - A service that another virtual server already gave (a group member
 //     repeating a plain virtual server, or another group's member) is an
 //     error, as IPVS refuses to add it; one that a group's own ranges
@@ -114,7 +118,14 @@ func PlanHeld(cfg *config.Config, caps *dataplane.Capabilities, h Health, v VIPs
 		vs := &cfg.VirtualServers[i]
 		switch {
 		case vs.FWMark != 0:
-			p.note(vs, "%s; this one is only checked", p.noFWMark())
+			if !p.fwmarks() {
+				p.note(vs, "%s; this one is only checked", p.noFWMark())
+				continue
+			}
+			p.check(vs)
+			if p.protocol(vs) {
+				p.addMark(vs, vs.FWMark)
+			}
 		case vs.Group != "":
 			g := groups[vs.Group]
 			if g == nil {
@@ -124,10 +135,14 @@ func PlanHeld(cfg *config.Config, caps *dataplane.Capabilities, h Health, v VIPs
 				continue
 			}
 			p.check(vs)
-			p.group(vs, g)
+			if p.protocol(vs) {
+				p.group(vs, g)
+			}
 		default:
 			p.check(vs)
-			p.add(vs, vs.Address, vs.Port)
+			if p.protocol(vs) {
+				p.add(vs, vs.Address, vs.Port)
+			}
 		}
 	}
 	p.checkTotals()
@@ -153,6 +168,7 @@ type planner struct {
 	notes   []*config.Error
 	errs    config.ErrorList
 	seen    map[svcKey]*config.VirtualServer // which virtual server gave a service
+	marks   map[uint32]*config.VirtualServer // and a firewall-mark service
 	// services counts services, held or not, and reals real servers over
 	// them; overSvc and overReal are
 	// the virtual servers that went over the backend's limits first.
@@ -177,7 +193,11 @@ func (p *planner) fail(vs *config.VirtualServer, format string, args ...any) {
 }
 
 func (p *planner) group(vs *config.VirtualServer, g *config.VirtualServerGroup) {
-	if len(g.FWMarks) > 0 {
+	if p.fwmarks() {
+		for _, m := range g.FWMarks {
+			p.addMark(vs, m)
+		}
+	} else if len(g.FWMarks) > 0 {
 		marks := make([]string, len(g.FWMarks))
 		for i, m := range g.FWMarks {
 			marks[i] = fmt.Sprint(m)
@@ -201,6 +221,31 @@ func (p *planner) group(vs *config.VirtualServer, g *config.VirtualServerGroup) 
 			}
 		}
 	}
+}
+
+// addMark appends vs's firewall-mark service unless an earlier virtual
+// server gave the mark already, which IPVS refuses.
+func (p *planner) addMark(vs *config.VirtualServer, mark uint32) {
+	if first, dup := p.marks[mark]; dup {
+		if first != vs {
+			p.fail(vs, "fwmark %d is given twice: virtual server %s at %s:%d gives it already (IPVS refuses a service twice)",
+				mark, first.Key(), first.File, first.Line)
+			return
+		}
+		p.note(vs, "fwmark %d skipped: the group repeats it", mark)
+		return
+	}
+	if p.marks == nil {
+		p.marks = map[uint32]*config.VirtualServer{}
+	}
+	p.marks[mark] = vs
+	p.count(vs)
+	// A marked packet's address is the firewall rule's to say, so VRRP
+	// does not take these in and out with its addresses: the rule matches
+	// only what reaches the node.
+	s := p.service(vs, netip.Addr{}, 0)
+	s.FWMark = mark
+	p.st.Services = append(p.st.Services, s)
 }
 
 // add appends vs's service at addr:port unless an earlier virtual server
@@ -232,6 +277,7 @@ func (p *planner) service(vs *config.VirtualServer, addr netip.Addr, port uint16
 		Protocol:   uint8(vs.Protocol),
 		Sched:      vs.LBAlgo,
 		SchedFlags: vs.SchedFlags,
+		OnePacket:  vs.OPS,
 		Kind:       kind(vs.LBKind),
 	}
 	if vs.PersistenceTimeout > 0 {

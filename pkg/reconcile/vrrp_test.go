@@ -56,7 +56,7 @@ func TestPlanHeld(t *testing.T) {
 			}
 		})
 	}
-	caps := dataplane.Capabilities{MaxServices: 2}
+	caps := dataplane.Capabilities{MaxServices: 2, Protocols: []uint8{6, 17}}
 	if _, _, err := PlanHeld(cfg, &caps, nil, heldSet{}); err == nil {
 		t.Error("3 services fit a backend of 2 because the BACKUP holds only one")
 	}

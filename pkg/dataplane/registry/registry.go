@@ -5,16 +5,23 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/xlbd/xlbd/pkg/dataplane"
+	"github.com/xlbd/xlbd/pkg/dataplane/ipvs"
 	"github.com/xlbd/xlbd/pkg/dataplane/xdp"
 )
 
 // Default is the backend used when --dataplane is not given.
 const Default = xdp.Name
+
+// Auto is --dataplane auto: XDP where its programs load and attach on the
+// configured interfaces, IPVS elsewhere.
+const Auto = "auto"
 
 // Options are what a backend is built from: the settings every backend
 // takes, then each backend's own, of which only the chosen one's are read.
@@ -24,6 +31,10 @@ type Options struct {
 	// XDP holds the XDP backend's settings (--pin-dir, --xdp-mode,
 	// --conn-table-size); its Interfaces and Log are the ones above.
 	XDP xdp.Options
+	// NoXDP, when set, is why XDP cannot be used here (found before the
+	// backend is built, say its pin directory cannot be made): auto goes
+	// straight to IPVS.
+	NoXDP error
 }
 
 // Backend is one registered backend.
@@ -37,8 +48,90 @@ type Backend struct {
 // backends are every backend, the default first.
 var backends = []Backend{
 	{Name: xdp.Name, Capabilities: xdp.Capabilities, New: newXDP},
+	{Name: ipvs.Name, Capabilities: ipvs.Capabilities, New: newIPVS},
+	{Name: Auto, Capabilities: autoCapabilities, New: newAuto},
 }
 
+func newIPVS(o Options) (dataplane.Backend, error) {
+	b, err := ipvs.New(ipvs.Options{Log: o.Log})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// autoCapabilities are what either backend can do: `xlbd check` accepts a
+// configuration one of them runs, and the daemon judges it again against
+// the one auto picked, refusing to start when that one cannot run it.
+func autoCapabilities() dataplane.Capabilities {
+	return Union(Auto, xdp.Capabilities(), ipvs.Capabilities())
+}
+
+// newAuto builds the XDP backend, or when its programs cannot load or
+// attach, the IPVS one, logging why.
+func newAuto(o Options) (dataplane.Backend, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	xerr := o.NoXDP
+	if xerr == nil {
+		b, err := newXDP(o)
+		if err == nil {
+			log.Info("--dataplane auto: using XDP")
+			return b, nil
+		}
+		xerr = err
+	}
+	log.Warn("--dataplane auto: XDP cannot run here, using IPVS", "reason", xerr)
+	b, err := newIPVS(o)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("--dataplane auto: XDP: %w", xerr), fmt.Errorf("--dataplane auto: IPVS: %w", err))
+	}
+	return b, nil
+}
+
+// Union is what backend a or b can do, named name.
+func Union(name string, a, b dataplane.Capabilities) dataplane.Capabilities {
+	either := func(x, y []string) []string {
+		out := slices.Clone(x)
+		for _, v := range y {
+			if !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	c := dataplane.Capabilities{
+		Backend:    name,
+		Schedulers: either(a.Schedulers, b.Schedulers),
+		Kinds:      slices.Clone(a.Kinds),
+		Protocols:  slices.Clone(a.Protocols),
+		FWMark:     a.FWMark || b.FWMark,
+		SyncDaemon: a.SyncDaemon || b.SyncDaemon,
+		PortZero:   a.PortZero || b.PortZero,
+		IPv6:       a.IPv6 || b.IPv6,
+	}
+	for _, k := range b.Kinds {
+		if !c.Kind(k) {
+			c.Kinds = append(c.Kinds, k)
+		}
+	}
+	for _, p := range b.Protocols {
+		if !c.Protocol(p) {
+			c.Protocols = append(c.Protocols, p)
+		}
+	}
+	// The larger limit; 0 is none at all.
+	limit := func(x, y int) int {
+		if x == 0 || y == 0 {
+			return 0
+		}
+		return max(x, y)
+	}
+	c.MaxServices, c.MaxReals = limit(a.MaxServices, b.MaxServices), limit(a.MaxReals, b.MaxReals)
+	return c
+}
 func newXDP(o Options) (dataplane.Backend, error) {
 	xo := o.XDP
 	xo.Interfaces, xo.Log = o.Interfaces, o.Log

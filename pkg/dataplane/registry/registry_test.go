@@ -11,7 +11,9 @@ func TestLookup(t *testing.T) {
 		wantErr string
 	}{
 		{name: "xdp"},
-		{name: "ipvs", wantErr: `--dataplane "ipvs": unknown data plane (want xdp)`},
+		{name: "ipvs"},
+		{name: "auto"},
+		{name: "dpdk", wantErr: `--dataplane "dpdk": unknown data plane (want xdp or ipvs or auto)`},
 		{name: "", wantErr: `--dataplane "": unknown data plane`},
 		{name: "XDP", wantErr: `unknown data plane`},
 	}
@@ -44,5 +46,21 @@ func TestDefault(t *testing.T) {
 	}
 	if Names()[0] != Default {
 		t.Errorf("Names() = %v, want the default %q first", Names(), Default)
+	}
+}
+
+// auto accepts what either backend runs (firewall marks and SCTP are
+// IPVS's alone); the daemon judges the configuration again against the
+// backend auto picks.
+func TestAutoCapabilities(t *testing.T) {
+	c := autoCapabilities()
+	if !c.FWMark || !c.SyncDaemon || !c.Protocol(132) || !c.Protocol(6) || !c.Protocol(17) {
+		t.Errorf("auto lacks what IPVS runs: %+v", c)
+	}
+	if len(c.Kinds) != 3 || !c.Scheduler("rr") || !c.Scheduler("mh") || !c.PortZero {
+		t.Errorf("auto lacks what both run: %+v", c)
+	}
+	if c.MaxServices != 0 || c.MaxReals != 0 {
+		t.Errorf("auto has XDP's limits, IPVS has none: %+v", c)
 	}
 }
