@@ -280,6 +280,7 @@ var ignorePositions = cmp.Options{
 	cmpopts.IgnoreFields(config.VRRPScript{}, "File", "Line"),
 	cmpopts.IgnoreFields(config.SyncGroup{}, "File", "Line"),
 	cmpopts.IgnoreFields(config.VirtualServerGroup{}, "File", "Line"),
+	cmpopts.IgnoreFields(config.LVSSyncDaemon{}, "File", "Line"),
 }
 
 // convert of every good keepalived.conf writes, on stdout only, lb.yaml
