@@ -37,6 +37,7 @@ type vrrpd struct {
 	speakers map[speakerKey]*speakerTask
 	group    map[string]string // instance → its sync group
 	held     map[netip.Addr]int
+	masters  map[string]bool // the instances that are MASTER
 
 	// The trackers, owned by the task's goroutine.
 	trackedLinks   []string
@@ -74,7 +75,16 @@ func newVRRPD(d *daemon, cfg *config.Config) *vrrpd {
 		speakers: map[speakerKey]*speakerTask{},
 		group:    map[string]string{},
 		held:     map[netip.Addr]int{},
+		masters:  map[string]bool{},
 	}
+}
+
+// Master reports whether the instance called name is MASTER here
+// (reconcile.Instances): IPVS's sync daemon follows it.
+func (v *vrrpd) Master(name string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.masters[name]
 }
 
 // Held reports whether a MASTER here holds addr (reconcile.VIPs).
@@ -508,6 +518,7 @@ func (v *vrrpd) transition(vi config.VRRPInstance, fromSt, st vrrp.Status) {
 				v.held[a.Prefix.Addr().Unmap()] += d
 			}
 		}
+		v.masters[name] = st.State == vrrp.Master
 		heldChanged = true
 	}
 	v.mu.Unlock()

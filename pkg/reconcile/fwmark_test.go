@@ -67,3 +67,47 @@ func TestPlanFWMarkAndSCTP(t *testing.T) {
 		t.Errorf("duplicate mark: %v", err)
 	}
 }
+
+type masters map[string]bool
+
+func (m masters) Held(netip.Addr) bool        { return true }
+func (m masters) Master(instance string) bool { return m[instance] }
+
+// lvs_sync_daemon runs the master daemon while its instance is MASTER,
+// the backup one otherwise; its id defaults to the instance's VRID. A
+// backend without a sync daemon notes it.
+func TestPlanSyncDaemon(t *testing.T) {
+	conf := "global_defs {\n lvs_sync_daemon eth1 VI_1 ttl 2\n}\n" +
+		"vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 42\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n"
+	cfg, err := config.ParseKeepalived("ka.conf", []byte(conf), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps := dataplane.Capabilities{Backend: "ipvs", SyncDaemon: true}
+	for _, tc := range []struct {
+		view masters
+		want dataplane.SyncDaemon
+	}{
+		{masters{}, dataplane.SyncDaemon{Interface: "eth1", SyncID: 42, TTL: 2}},
+		{masters{"VI_1": true}, dataplane.SyncDaemon{Master: true, Interface: "eth1", SyncID: 42, TTL: 2}},
+	} {
+		st, _, err := PlanHeld(cfg, &caps, nil, tc.view)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.SyncDaemon == nil {
+			t.Fatal("no sync daemon planned")
+		}
+		if d := cmp.Diff(tc.want, *st.SyncDaemon, cmpopts.EquateComparable(netip.Addr{})); d != "" {
+			t.Errorf("(-want +got):\n%s", d)
+		}
+	}
+	xdpLike := dataplane.Capabilities{Backend: "xdp"}
+	st, notes, err := PlanHeld(cfg, &xdpLike, nil, masters{"VI_1": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SyncDaemon != nil || len(notes) != 1 || notes[0].Error() != "ka.conf:2: global_defs.lvs_sync_daemon: the XDP data plane has no connection sync daemon; ignored" {
+		t.Errorf("XDP: sync daemon %+v, notes %v", st.SyncDaemon, notes)
+	}
+}

@@ -5,6 +5,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -90,6 +91,12 @@ type VIPs interface {
 	Held(addr netip.Addr) bool
 }
 
+// Instances says which vrrp_instances are MASTER here; a VIPs that has it
+// lets IPVS's sync daemon follow its instance.
+type Instances interface {
+	Master(instance string) bool
+}
+
 // PlanHeld is PlanWith that leaves out the services on VRRP's addresses
 // that this node does not hold, as IPVS balances only what is addressed to
 // a local address: a BACKUP balances nothing of its instances' VIPs. They
@@ -109,6 +116,7 @@ func PlanHeld(cfg *config.Config, caps *dataplane.Capabilities, h Health, v VIPs
 	}
 	p.st.Timeouts = timeouts(cfg.Global.LVSTimeouts)
 	p.st.Tuning = tuning(cfg.Global.LVSSysctl)
+	p.syncDaemon(cfg.Global.LVSSyncDaemon)
 	groups := map[string]*config.VirtualServerGroup{}
 	for i := range cfg.VirtualServerGroups {
 		g := &cfg.VirtualServerGroups[i]
@@ -319,6 +327,33 @@ func (p *planner) service(vs *config.VirtualServer, addr netip.Addr, port uint16
 		}
 	}
 	return s
+}
+
+// syncDaemon is lvs_sync_daemon for a backend that runs IPVS's sync
+// daemon: the master daemon while its instance is MASTER here, the backup
+// one otherwise (and without a VRRP view), as keepalived switches them.
+func (p *planner) syncDaemon(sd *config.LVSSyncDaemon) {
+	if sd == nil {
+		return
+	}
+	if p.caps != nil && !p.caps.SyncDaemon {
+		file := cmp.Or(sd.File, p.cfg.File)
+		p.notes = append(p.notes, &config.Error{File: file, Line: sd.Line, Path: "global_defs.lvs_sync_daemon",
+			Msg: p.dataplane() + " has no connection sync daemon; ignored"})
+		return
+	}
+	d := &dataplane.SyncDaemon{Interface: sd.Interface, MaxLen: uint16(sd.MaxLen), Group: sd.Group, Port: uint16(sd.Port), TTL: uint8(sd.TTL)}
+	id := sd.SyncID
+	for _, vi := range p.cfg.VRRPInstances {
+		if vi.Name == sd.Instance && id < 0 {
+			id = int(vi.VirtualRouterID)
+		}
+	}
+	d.SyncID = uint8(max(id, 0))
+	if in, ok := p.vips.(Instances); ok {
+		d.Master = in.Master(sd.Instance)
+	}
+	p.st.SyncDaemon = d
 }
 
 // timeouts passes on the lvs_timeouts that differ from IPVS's own; the
