@@ -3,6 +3,7 @@ package ipvs
 import (
 	"context"
 	"log/slog"
+	"os"
 	"net/netip"
 	"slices"
 	"testing"
@@ -52,6 +53,9 @@ func (f *fakeIPVS) Services() ([]ipvs.ServiceExtended, error) {
 		s.Flags |= ipvs.ServiceHashed
 		out = append(out, ipvs.ServiceExtended{Service: s})
 	}
+	if len(out) == 0 {
+		return nil, os.ErrNotExist // as cloudflare/ipvs reports an empty dump
+	}
 	return out, nil
 }
 func (f *fakeIPVS) CreateService(s ipvs.Service) error {
@@ -75,6 +79,9 @@ func (f *fakeIPVS) Destinations(s ipvs.Service) ([]ipvs.DestinationExtended, err
 	var out []ipvs.DestinationExtended
 	for _, d := range f.dests[idOf(s)] {
 		out = append(out, ipvs.DestinationExtended{Destination: d, ActiveConnections: 2, Stats64: ipvs.Stats{Connections: 5, IncomingPackets: 50}})
+	}
+	if len(out) == 0 {
+		return nil, os.ErrNotExist
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -110,7 +111,7 @@ func New(o Options) (*Backend, error) {
 		b.close()
 		return nil, fmt.Errorf("IPVS: reading its version: %w", err)
 	}
-	held, err := b.c.Services()
+	held, err := b.services()
 	if err != nil {
 		b.close()
 		return nil, fmt.Errorf("IPVS: listing services: %w", err)
@@ -154,15 +155,33 @@ func (b *Backend) close() {
 // them.
 func (b *Backend) Adopted() bool { return b.adopted }
 
+// services lists IPVS's services. cloudflare/ipvs reports an empty list as
+// os.ErrNotExist.
+func (b *Backend) services() ([]ipvs.ServiceExtended, error) {
+	svcs, err := b.c.Services()
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return svcs, err
+}
+
+func (b *Backend) destinations(s ipvs.Service) ([]ipvs.DestinationExtended, error) {
+	d, err := b.c.Destinations(s)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return d, err
+}
+
 // held is every service the kernel has, with its destinations.
 func (b *Backend) held() ([]ipvs.ServiceExtended, [][]ipvs.DestinationExtended, error) {
-	svcs, err := b.c.Services()
+	svcs, err := b.services()
 	if err != nil {
 		return nil, nil, fmt.Errorf("IPVS: listing services: %w", err)
 	}
 	dests := make([][]ipvs.DestinationExtended, len(svcs))
 	for i, s := range svcs {
-		if dests[i], err = b.c.Destinations(s.Service); err != nil {
+		if dests[i], err = b.destinations(s.Service); err != nil {
 			return nil, nil, fmt.Errorf("IPVS: listing the real servers of %s: %w", describe(s.Service), err)
 		}
 	}
@@ -324,7 +343,7 @@ func (b *Backend) Close(release bool) error {
 		return nil
 	}
 	var errs []error
-	svcs, err := b.c.Services()
+	svcs, err := b.services()
 	if err != nil {
 		return fmt.Errorf("IPVS: listing services: %w", err)
 	}
