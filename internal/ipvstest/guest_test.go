@@ -74,7 +74,15 @@ func (l *lab) serve(i int) {
 		l.t.Fatal(err)
 	}
 	name := fmt.Sprintf("r%d", i+1)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, name) })}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/bulk" {
+			// A bulk transfer: 32 MiB of a pattern the client checks.
+			w.Header().Set("Content-Length", fmt.Sprint(bulkSize))
+			io.Copy(w, io.LimitReader(&pattern{}, bulkSize))
+			return
+		}
+		io.WriteString(w, name)
+	})}
 	go srv.Serve(ln)
 	l.t.Cleanup(func() { srv.Close() })
 	l.servers[i] = srv
@@ -350,6 +358,20 @@ func testNAT(t *testing.T) {
 		}
 	}
 
+	// A bulk transfer through IPVS's NAT arrives whole.
+	start := time.Now()
+	resp, err = l.top.Client.HTTPClient().Get("http://" + vip + "/bulk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &checker{bad: -1, started: true}
+	n64, err := io.Copy(c, resp.Body)
+	resp.Body.Close()
+	if err != nil || n64 != bulkSize || c.bad >= 0 {
+		t.Fatalf("bulk transfer: %d of %d bytes (first wrong byte at %d), %v", n64, bulkSize, c.bad, err)
+	}
+	t.Logf("bulk transfer through IPVS NAT: %d MiB in %.2f s (TCG guest)", bulkSize>>20, time.Since(start).Seconds())
+
 	// A reload that changes the weights and removes a real.
 	l.reload(natConf(l, "wrr", 3, 1), 1)
 	l.waitTable([]string{
@@ -588,3 +610,38 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+const bulkSize = 32 << 20
+
+// pattern is an endless stream whose byte at offset i is i mod 251, so
+// that a lost, repeated or reordered segment shows.
+type pattern struct{ off int64 }
+
+func (p *pattern) Read(b []byte) (int, error) {
+	for i := range b {
+		b[i] = byte((p.off + int64(i)) % 251)
+	}
+	p.off += int64(len(b))
+	return len(b), nil
+}
+
+// checker compares what it is given with pattern; bad is the offset of
+// the first byte that differs (-1: none yet).
+type checker struct {
+	off, bad int64
+	started  bool
+}
+
+func (c *checker) Write(b []byte) (int, error) {
+	if !c.started {
+		c.bad, c.started = -1, true
+	}
+	for i, v := range b {
+		if c.bad < 0 && v != byte((c.off+int64(i))%251) {
+			c.bad = c.off + int64(i)
+		}
+	}
+	c.off += int64(len(b))
+	return len(b), nil
+}
+

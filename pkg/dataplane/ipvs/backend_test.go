@@ -3,8 +3,8 @@ package ipvs
 import (
 	"context"
 	"log/slog"
-	"os"
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 	"time"

@@ -1,7 +1,6 @@
 package ipvs
 
 import (
-	"cmp"
 	"net/netip"
 
 	"github.com/cloudflare/ipvs"
@@ -21,11 +20,6 @@ func idOf(s ipvs.Service) svcID {
 		return svcID{fwmark: s.FWMark}
 	}
 	return svcID{addr: s.Address, port: s.Port, proto: s.Protocol}
-}
-
-func (a svcID) compare(b svcID) int {
-	return cmp.Or(cmp.Compare(a.fwmark, b.fwmark), a.addr.Compare(b.addr),
-		cmp.Compare(a.port, b.port), cmp.Compare(a.proto, b.proto))
 }
 
 type destID struct {
