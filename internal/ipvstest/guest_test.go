@@ -644,4 +644,3 @@ func (c *checker) Write(b []byte) (int, error) {
 	c.off += int64(len(b))
 	return len(b), nil
 }
-
