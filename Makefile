@@ -76,9 +76,18 @@ test: deps check-generated lint vm-image
 demo: deps build
 	$(SUDO) env "PATH=$(PATH)" $(GO) run ./internal/demo --xlbd bin/xlbd
 
-# Per-packet cost against the trivial XDP program, as ratios.
+# Per-packet cost against the trivial XDP program, and Katran's with
+# KATRAN_SRC=DIR (a checkout of facebookincubator/katran), written to
+# BENCHMARKS.md as medians of BENCH_COUNT runs.
+KATRAN_SRC ?=
+BENCH_COUNT ?= 5
 bench: deps
-	$(SUDO) env "PATH=$(PATH)" $(GO) test -run '^$$' -bench . -benchtime 200000x ./pkg/dataplane/xdp
+	@mkdir -p build
+	set -o pipefail; $(SUDO) env "PATH=$(PATH)" KATRAN_SRC="$(if $(KATRAN_SRC),$(abspath $(KATRAN_SRC)))" $(GO) test -run '^$$' \
+		-bench 'PerPacket|NewFlowPerScheduler/(rr|wlc|sh|mh)/' -benchtime 20000x -count $(BENCH_COUNT) \
+		./pkg/dataplane/xdp | tee build/bench-xdp.txt
+	$(GO) run ./internal/benchmd --katran "$(KATRAN_SRC)" build/bench-xdp.txt > BENCHMARKS.md
+	@echo "wrote BENCHMARKS.md"
 
 # The binary, the systemd unit and, unless one exists, /etc/xlbd/lb.yaml.
 install: build
