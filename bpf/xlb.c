@@ -138,6 +138,40 @@ static __always_inline int fib_route(struct xdp_md *ctx, struct iphdr *iph, __be
 	return bpf_fib_lookup(ctx, p, sizeof(*p), 0);
 }
 
+/* route_gen is the route cache's generation, 0 when routes may not be
+ * cached (no watcher keeps them fresh, or policy rules). */
+static __always_inline __u32 route_gen(void)
+{
+	__u32 zero = 0;
+	struct rt_ctl *c = bpf_map_lookup_elem(&route_ctl, &zero);
+	return c && c->dst_only ? c->gen : 0;
+}
+
+/* rt_hit fills p from a cached route to dst when it is of generation gen. */
+static __always_inline int rt_hit(struct rt_val *c, __be32 dst, __u32 gen, struct bpf_fib_lookup *p)
+{
+	if (!gen || !c || c->gen != gen || c->dst != dst)
+		return 0;
+	p->ifindex = c->ifindex;
+	p->mtu_result = c->mtu;
+	__builtin_memcpy(p->dmac, c->dmac, ETH_ALEN);
+	__builtin_memcpy(p->smac, c->smac, ETH_ALEN);
+	return 1;
+}
+
+/* rt_fill makes c the route p found to dst, in generation gen; gen is
+ * written last, so that another CPU reading it meanwhile misses. */
+static __always_inline void rt_fill(struct rt_val *c, __be32 dst, __u32 gen, struct bpf_fib_lookup *p)
+{
+	c->gen = 0;
+	c->dst = dst;
+	c->ifindex = p->ifindex;
+	c->mtu = p->mtu_result;
+	__builtin_memcpy(c->dmac, p->dmac, ETH_ALEN);
+	__builtin_memcpy(c->smac, p->smac, ETH_ALEN);
+	c->gen = gen;
+}
+
 #define FIT_OK 0
 #define FIT_TOO_BIG 1 /* even once segmented it exceeds the egress MTU */
 #define FIT_KERNEL 2  /* an aggregate for another link: only the kernel can send it */
@@ -382,7 +416,26 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 	conn_update(cv, cfg, iph->protocol, TBL_OUTPUT, tcp_flags, now, 1);
 
 	struct bpf_fib_lookup p;
-	int rc = fib_route(ctx, iph, nv->vip, iph->daddr, nv->vport, ports[1], &p);
+	int rc = BPF_FIB_LKUP_RET_SUCCESS;
+	__u32 gen = route_gen();
+	/* Keyed by the packet's own destination field, which the rewrite
+	 * leaves alone: no stack for a key. */
+	struct rt_val *rt = gen ? bpf_map_lookup_elem(&client_rt, &iph->daddr) : 0;
+	if (!rt_hit(rt, iph->daddr, gen, &p)) {
+		rc = fib_route(ctx, iph, nv->vip, iph->daddr, nv->vport, ports[1], &p);
+		if (gen && rc == BPF_FIB_LKUP_RET_SUCCESS) {
+			if (rt) {
+				rt_fill(rt, iph->daddr, gen, &p);
+			} else {
+				__u32 zero = 0;
+				struct rt_val *nrt = bpf_map_lookup_elem(&rt_scratch, &zero);
+				if (nrt) {
+					rt_fill(nrt, iph->daddr, gen, &p);
+					bpf_map_update_elem(&client_rt, &iph->daddr, nrt, BPF_ANY);
+				}
+			}
+		}
+	}
 	int f = FIT_OK;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		f = fit(ctx, tot, 0, p.mtu_result, p.ifindex);
@@ -607,7 +660,14 @@ static __noinline int nat_forward(struct xdp_md *ctx, struct real_val *r, __u32 
 	}
 
 	struct bpf_fib_lookup p;
-	int rc = fib_route(ctx, iph, iph->saddr, r->ip, ports[0], rport, &p);
+	int rc = BPF_FIB_LKUP_RET_SUCCESS;
+	__u32 gen = route_gen();
+	struct rt_val *rt = gen ? bpf_map_lookup_elem(&real_rt, &real_id) : 0;
+	if (!rt_hit(rt, r->ip, gen, &p)) {
+		rc = fib_route(ctx, iph, iph->saddr, r->ip, ports[0], rport, &p);
+		if (rt && rc == BPF_FIB_LKUP_RET_SUCCESS)
+			rt_fill(rt, r->ip, gen, &p);
+	}
 	int f = FIT_OK;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		f = fit(ctx, tot, 0, p.mtu_result, p.ifindex);

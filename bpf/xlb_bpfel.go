@@ -216,6 +216,22 @@ type XlbRrVal struct {
 	Next uint64
 }
 
+type XlbRtCtl struct {
+	_       structs.HostLayout
+	Gen     uint32
+	DstOnly uint32
+}
+
+type XlbRtVal struct {
+	_       structs.HostLayout
+	Dst     uint32
+	Gen     uint32
+	Ifindex uint32
+	Mtu     uint32
+	Dmac    [6]uint8
+	Smac    [6]uint8
+}
+
 type XlbSchedKind uint32
 
 const (
@@ -351,6 +367,7 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	XlbMapAddrFilter        = "addr_filter"
+	XlbMapClientRt          = "client_rt"
 	XlbMapConns             = "conns"
 	XlbMapCtl               = "ctl"
 	XlbMapFrags             = "frags"
@@ -362,11 +379,14 @@ const (
 	XlbMapPickTree          = "pick_tree"
 	XlbMapPmtu              = "pmtu"
 	XlbMapRealLoad          = "real_load"
+	XlbMapRealRt            = "real_rt"
 	XlbMapRealStats         = "real_stats"
 	XlbMapRealTree          = "real_tree"
 	XlbMapReals             = "reals"
 	XlbMapRing              = "ring"
+	XlbMapRouteCtl          = "route_ctl"
 	XlbMapRr                = "rr"
+	XlbMapRtScratch         = "rt_scratch"
 	XlbMapServices          = "services"
 	XlbMapSvcStats          = "svc_stats"
 	XlbMapTrackCfg          = "track_cfg"
@@ -441,6 +461,7 @@ type XlbProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type XlbMapSpecs struct {
 	AddrFilter  *ebpf.MapSpec `ebpf:"addr_filter"`
+	ClientRt    *ebpf.MapSpec `ebpf:"client_rt"`
 	Conns       *ebpf.MapSpec `ebpf:"conns"`
 	Ctl         *ebpf.MapSpec `ebpf:"ctl"`
 	Frags       *ebpf.MapSpec `ebpf:"frags"`
@@ -452,11 +473,14 @@ type XlbMapSpecs struct {
 	PickTree    *ebpf.MapSpec `ebpf:"pick_tree"`
 	Pmtu        *ebpf.MapSpec `ebpf:"pmtu"`
 	RealLoad    *ebpf.MapSpec `ebpf:"real_load"`
+	RealRt      *ebpf.MapSpec `ebpf:"real_rt"`
 	RealStats   *ebpf.MapSpec `ebpf:"real_stats"`
 	RealTree    *ebpf.MapSpec `ebpf:"real_tree"`
 	Reals       *ebpf.MapSpec `ebpf:"reals"`
 	Ring        *ebpf.MapSpec `ebpf:"ring"`
+	RouteCtl    *ebpf.MapSpec `ebpf:"route_ctl"`
 	Rr          *ebpf.MapSpec `ebpf:"rr"`
+	RtScratch   *ebpf.MapSpec `ebpf:"rt_scratch"`
 	Services    *ebpf.MapSpec `ebpf:"services"`
 	SvcStats    *ebpf.MapSpec `ebpf:"svc_stats"`
 	TrackCfg    *ebpf.MapSpec `ebpf:"track_cfg"`
@@ -501,6 +525,7 @@ func (o *XlbObjects) Close() error {
 // It can be passed to LoadXlbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XlbMaps struct {
 	AddrFilter  *ebpf.Map `ebpf:"addr_filter"`
+	ClientRt    *ebpf.Map `ebpf:"client_rt"`
 	Conns       *ebpf.Map `ebpf:"conns"`
 	Ctl         *ebpf.Map `ebpf:"ctl"`
 	Frags       *ebpf.Map `ebpf:"frags"`
@@ -512,11 +537,14 @@ type XlbMaps struct {
 	PickTree    *ebpf.Map `ebpf:"pick_tree"`
 	Pmtu        *ebpf.Map `ebpf:"pmtu"`
 	RealLoad    *ebpf.Map `ebpf:"real_load"`
+	RealRt      *ebpf.Map `ebpf:"real_rt"`
 	RealStats   *ebpf.Map `ebpf:"real_stats"`
 	RealTree    *ebpf.Map `ebpf:"real_tree"`
 	Reals       *ebpf.Map `ebpf:"reals"`
 	Ring        *ebpf.Map `ebpf:"ring"`
+	RouteCtl    *ebpf.Map `ebpf:"route_ctl"`
 	Rr          *ebpf.Map `ebpf:"rr"`
+	RtScratch   *ebpf.Map `ebpf:"rt_scratch"`
 	Services    *ebpf.Map `ebpf:"services"`
 	SvcStats    *ebpf.Map `ebpf:"svc_stats"`
 	TrackCfg    *ebpf.Map `ebpf:"track_cfg"`
@@ -526,6 +554,7 @@ type XlbMaps struct {
 func (m *XlbMaps) Close() error {
 	return _XlbClose(
 		m.AddrFilter,
+		m.ClientRt,
 		m.Conns,
 		m.Ctl,
 		m.Frags,
@@ -537,11 +566,14 @@ func (m *XlbMaps) Close() error {
 		m.PickTree,
 		m.Pmtu,
 		m.RealLoad,
+		m.RealRt,
 		m.RealStats,
 		m.RealTree,
 		m.Reals,
 		m.Ring,
+		m.RouteCtl,
 		m.Rr,
+		m.RtScratch,
 		m.Services,
 		m.SvcStats,
 		m.TrackCfg,

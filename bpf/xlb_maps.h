@@ -379,6 +379,63 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conns SEC(".maps");
 
+/* The NAT route cache. bpf_fib_lookup is most of what a NAT packet costs,
+ * and its answer changes only when a link, address, neighbour, route or
+ * rule does: user space bumps gen on every such netlink event, which makes
+ * every cached route stale at once (gen 0: no cache). dst_only says the
+ * routing depends on the destination alone (no policy rules beyond the
+ * kernel's three), so that a route found for one packet holds for any
+ * packet to the same address. */
+struct rt_ctl {
+	__u32 gen;
+	__u32 dst_only;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rt_ctl);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} route_ctl SEC(".maps");
+
+/* A cached route: what bpf_fib_lookup answered for dst in generation gen. */
+struct rt_val {
+	__be32 dst;
+	__u32 gen;
+	__u32 ifindex;
+	__u32 mtu;
+	__u8 dmac[6];
+	__u8 smac[6];
+};
+
+/* Where a new client_rt entry is built: the hot chain has no stack to
+ * spare. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rt_val);
+} rt_scratch SEC(".maps");
+
+/* Towards each NAT real, by real id (dst tells a reused id apart). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct rt_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} real_rt SEC(".maps");
+
+/* Towards NAT clients, for the replies, by client address. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __be32);
+	__type(value, struct rt_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} client_rt SEC(".maps");
+
 /* One reverse entry per NAT connection, removed by gc with its connection. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

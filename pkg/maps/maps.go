@@ -183,6 +183,10 @@ type Set struct {
 	// (struct held_frag), for the daemon to send on.
 	Held  *ebpf.Map
 	Trees *Trees
+	// Routes controls the NAT route cache; RealRoutes is its table of
+	// routes towards NAT reals (struct rt_val by real id).
+	Routes     *Routes
+	RealRoutes *ebpf.Map
 	// GC retires expired connections, templates and lblc entries (nil when
 	// opened read-only).
 	GC *GC
@@ -355,6 +359,8 @@ func (s *Set) wrap() {
 	s.PMTU = m.Pmtu
 	s.Held = m.Held
 	s.Trees = &Trees{nodes: m.PickTree, pos: m.RealTree}
+	s.Routes = &Routes{m.RouteCtl}
+	s.RealRoutes = m.RealRt
 }
 
 // Close releases the file descriptors; pinned maps stay.

@@ -447,3 +447,37 @@ func (t *Trees) Build(gen uint32) (uint32, error) {
 	_, err := t.build.Run(&ebpf.RunOptions{Context: arg, ContextOut: &arg})
 	return arg.Built, err
 }
+
+// Routes is the NAT route cache's control (route_ctl): its generation,
+// which user space bumps whenever routing may have changed, and whether
+// routes depend on the destination alone. Generation 0 turns the cache
+// off.
+type Routes struct{ m *ebpf.Map }
+
+// Get reads the generation and whether caching is allowed.
+func (r *Routes) Get() (gen uint32, dstOnly bool, err error) {
+	var v xbpf.XlbRtCtl
+	err = r.m.Lookup(uint32(0), &v)
+	return v.Gen, v.DstOnly != 0, err
+}
+
+// Bump makes every cached route stale, and says whether routes may be
+// cached at all from now on. It returns the new generation, never 0.
+func (r *Routes) Bump(dstOnly bool) (uint32, error) {
+	gen, _, err := r.Get()
+	if err != nil {
+		return 0, err
+	}
+	gen++
+	if gen == 0 {
+		gen = 1
+	}
+	v := xbpf.XlbRtCtl{Gen: gen}
+	if dstOnly {
+		v.DstOnly = 1
+	}
+	return gen, r.m.Put(uint32(0), v)
+}
+
+// Off turns the cache off: every NAT packet is routed by bpf_fib_lookup.
+func (r *Routes) Off() error { return r.m.Put(uint32(0), xbpf.XlbRtCtl{}) }

@@ -47,6 +47,7 @@ func (s *Set) Usage(counted map[string]int) ([]TableUsage, error) {
 	add(xbpf.XlbMapLblcTable, m.LblcTable, countEntries[LBLCKey, LBLCValue])
 	add(xbpf.XlbMapFrags, m.Frags, countEntries[FragKey, FragVal])
 	add(xbpf.XlbMapPmtu, m.Pmtu, countEntries[xbpf.XlbPmtuKey, xbpf.XlbPmtuVal])
+	add(xbpf.XlbMapClientRt, m.ClientRt, countEntries[uint32, xbpf.XlbRtVal])
 
 	gen, svcs, err := s.activeServices()
 	if err != nil {

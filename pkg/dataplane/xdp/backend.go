@@ -87,6 +87,7 @@ type Backend struct {
 	applyMu      sync.Mutex
 	last         *dataplane.State
 	maintainDone chan struct{}
+	routesDone   chan struct{}
 }
 
 var _ dataplane.Backend = (*Backend)(nil)
@@ -155,6 +156,11 @@ func New(o Options) (*Backend, error) {
 	go func() {
 		defer close(b.holdDone)
 		b.holder.run(b.stopGC)
+	}()
+	b.routesDone = make(chan struct{})
+	go func() {
+		defer close(b.routesDone)
+		watchRoutes(set.Routes, b.stopGC, log)
 	}()
 	b.maintainDone = make(chan struct{})
 	go func() {
@@ -344,6 +350,9 @@ func (b *Backend) Close(release bool) error {
 		}
 		if b.maintainDone != nil {
 			<-b.maintainDone
+		}
+		if b.routesDone != nil {
+			<-b.routesDone
 		}
 	}
 	if b.socks != nil {

@@ -30,6 +30,10 @@ import (
 func BenchmarkPerPacket(b *testing.B) {
 	l := newLabSized(b, 1<<20)
 	l.apply(b, goldenState())
+	// As the daemon runs it: the route watcher turns the NAT route cache on.
+	if _, err := l.set.Routes.Bump(true); err != nil {
+		b.Fatal(err)
+	}
 	var pass bpf.PassObjects
 	if err := bpf.LoadPassObjects(&pass, nil); err != nil {
 		b.Fatal(err)

@@ -33,7 +33,7 @@ func TestTableStatus(t *testing.T) {
 	want := map[string][2]int{ // size, used
 		"conns": {4096, 5}, "nat": {4096, 5}, "persist": {maps.DefaultPersistTableSize, 0},
 		"lblc_table": {maps.DefaultLBLCTableSize, 0}, "frags": {maps.DefaultFragTableSize, 0},
-		"pmtu": {maps.DefaultPMTUTableSize, 0}, "services": {maps.MaxServices, 2}, "reals": {maps.MaxReals, 5},
+		"pmtu": {maps.DefaultPMTUTableSize, 0}, "client_rt": {16384, 0}, "services": {maps.MaxServices, 2}, "reals": {maps.MaxReals, 5},
 		// rr's sequence of 3 and its 3 members; wlc's 2 members only.
 		"ring": {maps.RingHalf, 8},
 		// wlc's tree: 2 leaves, 4 nodes.
