@@ -2,6 +2,7 @@ package config
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -383,18 +384,7 @@ func kaLVSTimeouts(c *kaReader, n *rawNode, st *stmt) {
 		c.d.at(n.pos, "lvs_timeouts needs [tcp N] [tcpfin N] [udp N]")
 		return
 	}
-	for i := 0; i < len(a); i += 2 {
-		switch a[i].text {
-		case "tcp", "tcpfin", "udp":
-			if n.has(a[i].text) {
-				c.d.at(a[i].pos(n.Path), "lvs_timeouts gives %s twice", a[i].text)
-				continue
-			}
-			c.set(n, a[i].text, a[i+1])
-		default:
-			c.d.at(a[i].pos(n.Path), "unknown lvs_timeouts protocol %q (want tcp, tcpfin or udp)", a[i].text)
-		}
-	}
+	c.options(n, a, "lvs_timeouts", "protocol", "tcp", "tcpfin", "udp")
 }
 
 // kaLVSSyncDaemon reads "lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N]
@@ -407,16 +397,21 @@ func kaLVSSyncDaemon(c *kaReader, n *rawNode, st *stmt) {
 	}
 	c.set(n, "interface", a[0])
 	c.set(n, "instance", a[1])
-	for i := 2; i < len(a); i += 2 {
-		switch a[i].text {
-		case "id", "maxlen", "port", "ttl", "group":
-			if n.has(a[i].text) {
-				c.d.at(a[i].pos(n.Path), "lvs_sync_daemon gives %s twice", a[i].text)
-				continue
-			}
-			c.set(n, a[i].text, a[i+1])
+	c.options(n, a[2:], "lvs_sync_daemon", "option", "id", "maxlen", "port", "ttl", "group")
+}
+
+// options sets keyword's "NAME VALUE" pairs in a, each NAME one of names
+// and given once.
+func (c *kaReader) options(n *rawNode, a []tok, keyword, what string, names ...string) {
+	for i := 0; i+1 < len(a); i += 2 {
+		switch {
+		case !slices.Contains(names, a[i].text):
+			c.d.at(a[i].pos(n.Path), "unknown %s %s %q (want %s or %s)", keyword, what, a[i].text,
+				strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+		case n.has(a[i].text):
+			c.d.at(a[i].pos(n.Path), "%s gives %s twice", keyword, a[i].text)
 		default:
-			c.d.at(a[i].pos(n.Path), "unknown lvs_sync_daemon option %q (want id, maxlen, port, ttl or group)", a[i].text)
+			c.set(n, a[i].text, a[i+1])
 		}
 	}
 }

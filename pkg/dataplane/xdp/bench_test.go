@@ -56,7 +56,6 @@ func BenchmarkPerPacket(b *testing.B) {
 	reply := pkt{srcMAC: realMAC(r1NAT), dstMAC: macB0, src: r1NAT, dst: addrClient, sport: 8080, dport: 40000,
 		proto: layers.IPProtocolTCP, ttl: 64, id: 0x4321, df: true, payload: []byte("hello, client")}.bytes(b)
 	other := fromClient(addrClient.Next(), 80, layers.IPProtocolTCP).bytes(b)
-	const sportOff = 14 + 20
 
 	cases := []struct {
 		name    string
@@ -105,10 +104,7 @@ func BenchmarkPerPacket(b *testing.B) {
 							if len(p) == 0 {
 								continue
 							}
-							binary.BigEndian.PutUint16(p[sportOff:], uint16(flow))
-							p[14+12+2] = byte(flow >> 16)
-							p[14+12+1] = byte(flow >> 24)
-							fixIPCsum(p[14:34])
+							setFlow(p, flow)
 						}
 					}
 					v, d, err := runOnce(l.set.Program, pkt, c.ifindex(l))
@@ -158,6 +154,16 @@ func katranVerdict(v uint32) uint32 {
 		return xdpTX
 	}
 	return v
+}
+
+// setFlow makes a TCP packet (Ethernet, IPv4 without options) flow number
+// flow of 2^32: its source port and the low bytes of its source address,
+// with the IP checksum fixed.
+func setFlow(p []byte, flow uint32) {
+	binary.BigEndian.PutUint16(p[14+20:], uint16(flow))
+	p[14+12+2] = byte(flow >> 16)
+	p[14+12+1] = byte(flow >> 24)
+	fixIPCsum(p[14:34])
 }
 
 // median of the kernel's durations, in ns.
@@ -300,10 +306,7 @@ func BenchmarkNewFlowPerScheduler(b *testing.B) {
 					pinLastCPU()
 					for i := 0; i < b.N && failed == nil; i++ {
 						flow++
-						binary.BigEndian.PutUint16(pkt[14+20:], uint16(flow))
-						pkt[14+12+2] = byte(flow >> 16)
-						pkt[14+12+1] = byte(flow >> 24)
-						fixIPCsum(pkt[14:34])
+						setFlow(pkt, flow)
 						v, d, err := runOnce(l.set.Program, pkt, l.f0)
 						if err != nil || v != xdpTX {
 							// Not b.Fatal: this runs on the lab's thread.
