@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -479,8 +480,14 @@ func (s *Set) closeMaps() {
 }
 
 func (s *Set) allMaps() []*ebpf.Map {
-	m := &s.objs.XlbMaps
-	return []*ebpf.Map{m.Conns, m.Ctl, m.Nat, m.RealStats, m.Reals, m.Ring, m.Rr, m.Services,
-		m.SvcStats, m.Verdicts, m.AddrFilter, m.RealLoad, m.TrackCfg, m.Persist, m.LblcTable,
-		m.PickTree, m.RealTree, m.Frags, m.Pmtu, m.Held}
+	// Every map bpf2go generated, so that a map added to the C source is
+	// never left pinned (or open) by mistake.
+	v := reflect.ValueOf(&s.objs.XlbMaps).Elem()
+	var out []*ebpf.Map
+	for i := range v.NumField() {
+		if m, ok := v.Field(i).Interface().(*ebpf.Map); ok && m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
