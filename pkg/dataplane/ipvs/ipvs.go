@@ -188,6 +188,21 @@ func (b *Backend) held() ([]ipvs.ServiceExtended, [][]ipvs.DestinationExtended, 
 	return svcs, dests, nil
 }
 
+// entries are the kernel's services as diff takes them; dests, when not
+// nil, holds each one's destinations.
+func entries(svcs []ipvs.ServiceExtended, dests [][]ipvs.DestinationExtended) []entry {
+	out := make([]entry, len(svcs))
+	for i, s := range svcs {
+		out[i].svc = s.Service
+		if dests != nil {
+			for _, d := range dests[i] {
+				out[i].dests = append(out[i].dests, d.Destination)
+			}
+		}
+	}
+	return out
+}
+
 // Apply makes IPVS hold st, sending only the requests for what differs
 // from what the kernel holds. A request that fails does not stop the
 // others: every service that can be right is.
@@ -202,14 +217,7 @@ func (b *Backend) Apply(ctx context.Context, st dataplane.State) error {
 	if err != nil {
 		return err
 	}
-	have := make([]entry, len(svcs))
-	for i, s := range svcs {
-		have[i].svc = s.Service
-		for _, d := range dests[i] {
-			have[i].dests = append(have[i].dests, d.Destination)
-		}
-	}
-	ops := diff(have, want, func(id svcID) bool { return b.owned[id] })
+	ops := diff(entries(svcs, dests), want, func(id svcID) bool { return b.owned[id] })
 	var errs []error
 	for _, o := range ops {
 		if err := ctx.Err(); err != nil {
@@ -342,17 +350,15 @@ func (b *Backend) Close(release bool) error {
 	if !release {
 		return nil
 	}
-	var errs []error
 	svcs, err := b.services()
 	if err != nil {
 		return fmt.Errorf("IPVS: listing services: %w", err)
 	}
-	for _, s := range svcs {
-		if b.owned[idOf(s.Service)] {
-			if err := b.c.RemoveService(s.Service); err != nil {
-				errs = append(errs, fmt.Errorf("IPVS: removing %s: %w", describe(s.Service), err))
-			}
-		}
+	// Nothing wanted: the diff is the removal of every service this
+	// daemon owns, and of no other.
+	var errs []error
+	for _, o := range diff(entries(svcs, nil), nil, func(id svcID) bool { return b.owned[id] }) {
+		errs = append(errs, b.do(o))
 	}
 	b.owned = map[svcID]bool{}
 	errs = append(errs, b.setSync(nil))

@@ -93,34 +93,15 @@ func newAuto(o Options) (dataplane.Backend, error) {
 
 // Union is what backend a or b can do, named name.
 func Union(name string, a, b dataplane.Capabilities) dataplane.Capabilities {
-	either := func(x, y []string) []string {
-		out := slices.Clone(x)
-		for _, v := range y {
-			if !slices.Contains(out, v) {
-				out = append(out, v)
-			}
-		}
-		return out
-	}
 	c := dataplane.Capabilities{
 		Backend:    name,
-		Schedulers: either(a.Schedulers, b.Schedulers),
-		Kinds:      slices.Clone(a.Kinds),
-		Protocols:  slices.Clone(a.Protocols),
+		Schedulers: union(a.Schedulers, b.Schedulers),
+		Kinds:      union(a.Kinds, b.Kinds),
+		Protocols:  union(a.Protocols, b.Protocols),
 		FWMark:     a.FWMark || b.FWMark,
 		SyncDaemon: a.SyncDaemon || b.SyncDaemon,
 		PortZero:   a.PortZero || b.PortZero,
 		IPv6:       a.IPv6 || b.IPv6,
-	}
-	for _, k := range b.Kinds {
-		if !c.Kind(k) {
-			c.Kinds = append(c.Kinds, k)
-		}
-	}
-	for _, p := range b.Protocols {
-		if !c.Protocol(p) {
-			c.Protocols = append(c.Protocols, p)
-		}
 	}
 	// The larger limit; 0 is none at all.
 	limit := func(x, y int) int {
@@ -132,6 +113,18 @@ func Union(name string, a, b dataplane.Capabilities) dataplane.Capabilities {
 	c.MaxServices, c.MaxReals = limit(a.MaxServices, b.MaxServices), limit(a.MaxReals, b.MaxReals)
 	return c
 }
+
+// union is x followed by what of y x lacks.
+func union[T comparable](x, y []T) []T {
+	out := slices.Clone(x)
+	for _, v := range y {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 func newXDP(o Options) (dataplane.Backend, error) {
 	xo := o.XDP
 	xo.Interfaces, xo.Log = o.Interfaces, o.Log
