@@ -227,13 +227,17 @@ static __noinline void pmtu_note(__be32 src, __be32 dst, __u32 mtu)
  * for an ICMP error it sends there (0: none). */
 static __noinline __be32 lb_addr(struct xdp_md *ctx, __be32 dst)
 {
-	struct bpf_fib_lookup p = {};
-	p.family = AF_INET;
-	p.ipv4_dst = dst;
-	p.ifindex = ctx->ingress_ifindex;
-	if (bpf_fib_lookup(ctx, &p, sizeof(p), BPF_FIB_LOOKUP_SRC | BPF_FIB_LOOKUP_SKIP_NEIGH))
+	struct scratch *s = get_scratch();
+	if (!s)
 		return 0;
-	return p.ipv4_src;
+	struct bpf_fib_lookup *p = &s->addr;
+	__builtin_memset(p, 0, sizeof(*p));
+	p->family = AF_INET;
+	p->ipv4_dst = dst;
+	p->ifindex = ctx->ingress_ifindex;
+	if (bpf_fib_lookup(ctx, p, sizeof(*p), BPF_FIB_LOOKUP_SRC | BPF_FIB_LOOKUP_SKIP_NEIGH))
+		return 0;
+	return p->ipv4_src;
 }
 
 /* frag_note records where a first fragment went, so that the datagram's
@@ -244,25 +248,28 @@ static __always_inline void frag_note(struct iphdr *iph, __be32 src, __be32 dst,
 {
 	if (!(iph->frag_off & bpf_htons(IP_MF)))
 		return;
-	struct frag_key k = {
-		.src = src,
-		.dst = dst,
-		.id = iph->id,
-		.proto = iph->protocol,
-	};
-	struct frag_val v = {
-		.real_id = real_id,
-		.serial = serial,
-		.expires = now_ns() + FRAG_TIMEOUT_NS,
-		.addr = addr,
-		.flags = flags,
-		.ifindex = ifindex,
-	};
+	struct scratch *s = get_scratch();
+	if (!s)
+		return;
+	struct frag_key *k = &s->fk;
+	struct frag_val *v = &s->fv;
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memset(v, 0, sizeof(*v));
+	k->src = src;
+	k->dst = dst;
+	k->id = iph->id;
+	k->proto = iph->protocol;
+	v->real_id = real_id;
+	v->serial = serial;
+	v->expires = now_ns() + FRAG_TIMEOUT_NS;
+	v->addr = addr;
+	v->flags = flags;
+	v->ifindex = ifindex;
 	if (dmac)
-		__builtin_memcpy(v.dmac, dmac, ETH_ALEN);
+		__builtin_memcpy(v->dmac, dmac, ETH_ALEN);
 	if (smac)
-		__builtin_memcpy(v.smac, smac, ETH_ALEN);
-	bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
+		__builtin_memcpy(v->smac, smac, ETH_ALEN);
+	bpf_map_update_elem(&frags, k, v, BPF_ANY);
 }
 
 /* The caller has made sure the TTL is above 1. */
@@ -390,20 +397,21 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 	struct iphdr *iph = h.iph;
 	__u16 *l4check = h.l4check;
 	__be16 *ports = h.ports;
-	struct conn_key k = pkt_key(iph, ports);
-	struct nat_val *nv = bpf_map_lookup_elem(&nat, &k);
+	struct scratch *s = get_scratch();
+	if (!s)
+		return count(VERDICT_DROP_ERROR, XDP_DROP);
+	struct conn_key *k = &s->rk;
+	*k = pkt_key(iph, ports);
+	struct nat_val *nv = bpf_map_lookup_elem(&nat, k);
 	if (!nv)
 		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
 	/* The reply moves its connection's state (IPVS's output table); a
 	 * reply whose connection is gone is not ours any more. */
-	struct conn_key fk = {
-		.src = iph->daddr,
-		.dst = nv->vip,
-		.sport = ports[1],
-		.dport = nv->vport,
-		.proto = iph->protocol,
-	};
-	struct conn_val *cv = bpf_map_lookup_elem(&conns, &fk);
+	k->src = iph->daddr;
+	k->dst = nv->vip;
+	k->sport = ports[1];
+	k->dport = nv->vport;
+	struct conn_val *cv = bpf_map_lookup_elem(&conns, k);
 	struct conn_cfg *cfg = get_cfg();
 	__u64 now = now_ns();
 	/* A reply from a real the connection has left (its entry was reused
@@ -415,34 +423,32 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 		return count(VERDICT_PASS_TTL, XDP_PASS);
 	conn_update(cv, cfg, iph->protocol, TBL_OUTPUT, tcp_flags, now, 1);
 
-	struct bpf_fib_lookup p;
+	struct bpf_fib_lookup *p = &s->fib;
 	int rc = BPF_FIB_LKUP_RET_SUCCESS;
 	__u32 gen = route_gen();
 	/* Keyed by the packet's own destination field, which the rewrite
-	 * leaves alone: no stack for a key. */
+	 * leaves alone. */
 	struct rt_val *rt = gen ? bpf_map_lookup_elem(&client_rt, &iph->daddr) : 0;
-	if (!rt_hit(rt, iph->daddr, gen, &p)) {
-		rc = fib_route(ctx, iph, nv->vip, iph->daddr, nv->vport, ports[1], &p);
+	if (!rt_hit(rt, iph->daddr, gen, p)) {
+		rc = fib_route(ctx, iph, nv->vip, iph->daddr, nv->vport, ports[1], p);
 		if (gen && rc == BPF_FIB_LKUP_RET_SUCCESS) {
 			if (rt) {
-				rt_fill(rt, iph->daddr, gen, &p);
+				rt_fill(rt, iph->daddr, gen, p);
 			} else {
-				__u32 zero = 0;
-				struct rt_val *nrt = bpf_map_lookup_elem(&rt_scratch, &zero);
-				if (nrt) {
-					rt_fill(nrt, iph->daddr, gen, &p);
-					bpf_map_update_elem(&client_rt, &iph->daddr, nrt, BPF_ANY);
-				}
+				rt_fill(&s->rt, iph->daddr, gen, p);
+				bpf_map_update_elem(&client_rt, &iph->daddr, &s->rt, BPF_ANY);
 			}
 		}
 	}
 	int f = FIT_OK;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		f = fit(ctx, tot, 0, p.mtu_result, p.ifindex);
+		f = fit(ctx, tot, 0, p->mtu_result, p->ifindex);
 		/* The real's own packet, quoted, from the LB's address, as the
 		 * kernel forwarding it would answer. */
-		if (f == FIT_TOO_BIG && (iph->frag_off & bpf_htons(IP_DF)))
-			return icmp_too_big(ctx, p.mtu_result, lb_addr(ctx, iph->saddr));
+		if (f == FIT_TOO_BIG && (iph->frag_off & bpf_htons(IP_DF))) {
+			__u16 mtu = p->mtu_result;
+			return icmp_too_big(ctx, mtu, lb_addr(ctx, iph->saddr));
+		}
 	}
 	__be32 real = iph->saddr;
 	nat_rewrite(iph, l4check, &iph->saddr, &ports[0], nv->vip, nv->vport);
@@ -458,14 +464,14 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 				  FRAG_F_REPLY | FRAG_F_PASS | (v << 8), 0, 0, 0);
 			return count(v, XDP_PASS);
 		}
-		frag_note(iph, real, iph->daddr, nv->real_id, cv->serial, nv->vip, FRAG_F_REPLY, p.ifindex, p.dmac,
-			  p.smac);
-		return count(VERDICT_FWD_NAT_REPLY, send_routed(ctx, eth, iph, p.ifindex, p.dmac, p.smac));
+		frag_note(iph, real, iph->daddr, nv->real_id, cv->serial, nv->vip, FRAG_F_REPLY, p->ifindex, p->dmac,
+			  p->smac);
+		return count(VERDICT_FWD_NAT_REPLY, send_routed(ctx, eth, iph, p->ifindex, p->dmac, p->smac));
 	}
 	/* The source is now the VIP, which the LB may hold itself: the kernel
 	 * would drop such a packet as a martian, so it cannot resolve the
 	 * neighbour for us. The client's packets came from cmac: go back there. */
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && p.ifindex == nv->ifindex) {
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && p->ifindex == nv->ifindex) {
 		frag_note(iph, real, iph->daddr, nv->real_id, cv->serial, nv->vip, FRAG_F_REPLY, nv->ifindex, nv->cmac,
 			  nv->lbmac);
 		return count(VERDICT_FWD_NAT_REPLY,
@@ -630,56 +636,59 @@ static __noinline int nat_forward(struct xdp_md *ctx, struct real_val *r, __u32 
 	__u64 now = now_ns();
 	/* A real without a port takes the packet's (port-0 services). */
 	__be16 rport = r->port ?: ports[1];
+	struct scratch *s = get_scratch();
+	if (!s)
+		return count(VERDICT_DROP_ERROR, XDP_DROP);
 	if (is_new) {
-		struct conn_key rk = {
-			.src = r->ip,
-			.dst = iph->saddr,
-			.sport = rport,
-			.dport = ports[0],
-			.proto = iph->protocol,
-		};
-		struct nat_val nv = {
-			.vip = iph->daddr,
-			.vport = ports[1],
-			.svc_id = r->svc_id,
-			.real_id = real_id,
-			.ifindex = ctx->ingress_ifindex,
-		};
-		__builtin_memcpy(nv.cmac, eth->h_source, ETH_ALEN);
-		__builtin_memcpy(nv.lbmac, eth->h_dest, ETH_ALEN);
-		if (bpf_map_update_elem(&nat, &rk, &nv, BPF_ANY)) {
+		struct conn_key *rk = &s->rk;
+		struct nat_val *nv = &s->nv;
+		rk->src = r->ip;
+		rk->dst = iph->saddr;
+		rk->sport = rport;
+		rk->dport = ports[0];
+		rk->proto = iph->protocol;
+		__builtin_memset(rk->pad, 0, sizeof(rk->pad));
+		nv->vip = iph->daddr;
+		nv->vport = ports[1];
+		nv->pad = 0;
+		nv->svc_id = r->svc_id;
+		nv->real_id = real_id;
+		nv->ifindex = ctx->ingress_ifindex;
+		__builtin_memcpy(nv->cmac, eth->h_source, ETH_ALEN);
+		__builtin_memcpy(nv->lbmac, eth->h_dest, ETH_ALEN);
+		if (bpf_map_update_elem(&nat, rk, nv, BPF_ANY)) {
 			/* Its replies could not be translated: refuse it. */
-			struct conn_key ck = pkt_key(iph, ports);
-			struct conn_val *c = bpf_map_lookup_elem(&conns, &ck);
+			*rk = pkt_key(iph, ports);
+			struct conn_val *c = bpf_map_lookup_elem(&conns, rk);
 			if (c) {
 				conn_retire(c, now);
-				bpf_map_delete_elem(&conns, &ck);
+				bpf_map_delete_elem(&conns, rk);
 			}
 			return count(VERDICT_DROP_CONN_FULL, XDP_DROP);
 		}
 	}
 
-	struct bpf_fib_lookup p;
+	struct bpf_fib_lookup *p = &s->fib;
 	int rc = BPF_FIB_LKUP_RET_SUCCESS;
 	__u32 gen = route_gen();
 	struct rt_val *rt = gen ? bpf_map_lookup_elem(&real_rt, &real_id) : 0;
-	if (!rt_hit(rt, r->ip, gen, &p)) {
-		rc = fib_route(ctx, iph, iph->saddr, r->ip, ports[0], rport, &p);
+	if (!rt_hit(rt, r->ip, gen, p)) {
+		rc = fib_route(ctx, iph, iph->saddr, r->ip, ports[0], rport, p);
 		if (rt && rc == BPF_FIB_LKUP_RET_SUCCESS)
-			rt_fill(rt, r->ip, gen, &p);
+			rt_fill(rt, r->ip, gen, p);
 	}
 	int f = FIT_OK;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		f = fit(ctx, tot, 0, p.mtu_result, p.ifindex);
+		f = fit(ctx, tot, 0, p->mtu_result, p->ifindex);
 		/* Before the rewrite: the client must recognise what it sent. */
 		if (f == FIT_TOO_BIG && (iph->frag_off & bpf_htons(IP_DF)))
-			return icmp_too_big(ctx, p.mtu_result, 0);
+			return icmp_too_big(ctx, p->mtu_result, 0);
 	}
 	__be32 vip = iph->daddr;
 	nat_rewrite(iph, l4check, &iph->daddr, &ports[1], r->ip, rport);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS && f == FIT_OK) {
-		frag_note(iph, iph->saddr, vip, real_id, r->serial, r->ip, 0, p.ifindex, p.dmac, p.smac);
-		return count(VERDICT_FWD_NAT, send_routed(ctx, eth, iph, p.ifindex, p.dmac, p.smac));
+		frag_note(iph, iph->saddr, vip, real_id, r->serial, r->ip, 0, p->ifindex, p->dmac, p->smac);
+		return count(VERDICT_FWD_NAT, send_routed(ctx, eth, iph, p->ifindex, p->dmac, p->smac));
 	}
 	/* The source is the client's, so the kernel can forward this one:
 	 * resolve the real's MAC on the way (the next packet finds it),
@@ -718,20 +727,24 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 	} else {
 		/* ip_vs_sched_persist: one template per client network, VIP and
 		 * port decides the real while it lives, even a quiesced one. */
-		struct tmpl_key tk = {
-			.client = ck->src & sv->persist_mask,
-			.vip = ck->dst,
-			.vport = (sv->flags & SVC_F_TMPL_NOPORT) ? 0 : ck->dport,
-			.proto = ck->proto,
-		};
-		struct tmpl_val *t = bpf_map_lookup_elem(&persist, &tk);
+		struct scratch *s = get_scratch();
+		if (!s)
+			return NO_REAL;
+		/* The key is the new entry's own copy. */
+		struct tmpl_key *tk = &nc->tk;
+		tk->client = ck->src & sv->persist_mask;
+		tk->vip = ck->dst;
+		tk->vport = (sv->flags & SVC_F_TMPL_NOPORT) ? 0 : ck->dport;
+		tk->proto = ck->proto;
+		tk->pad = 0;
+		struct tmpl_val *t = bpf_map_lookup_elem(&persist, tk);
 		if (t) {
 			struct cand d;
 			int ok = tmpl_alive(t, now, cfg->tmpl_extension) && cand_get(t->real_id, &d) &&
 				 d.r->serial == t->serial && !(cfg->expire_quiescent_template && d.r->weight == 0);
 			if (!ok) {
 				real_unbind(t->real_id, t->serial, 1, 0);
-				bpf_map_delete_elem(&persist, &tk);
+				bpf_map_delete_elem(&persist, tk);
 				t = 0;
 			}
 		}
@@ -743,18 +756,18 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 			struct real_val *r = bpf_map_lookup_elem(&reals, &id);
 			if (!r)
 				return NO_REAL;
-			struct tmpl_val nt = {
-				.real_id = id,
-				.serial = r->serial,
-				.born = now,
-				.timeout = sv->persist_timeout,
-				/* Two templates of one key can be born in the same
-				 * instant (one invalidated, its successor made). */
-				.tag = bpf_get_prandom_u32() | 1,
-			};
-			if (!bpf_map_update_elem(&persist, &tk, &nt, BPF_NOEXIST))
+			struct tmpl_val *nt = &s->nt;
+			__builtin_memset(nt, 0, sizeof(*nt));
+			nt->real_id = id;
+			nt->serial = r->serial;
+			nt->born = now;
+			nt->timeout = sv->persist_timeout;
+			/* Two templates of one key can be born in the same
+			 * instant (one invalidated, its successor made). */
+			nt->tag = bpf_get_prandom_u32() | 1;
+			if (!bpf_map_update_elem(&persist, tk, nt, BPF_NOEXIST))
 				real_bind(id, r, 1, 0);
-			t = bpf_map_lookup_elem(&persist, &tk);
+			t = bpf_map_lookup_elem(&persist, tk);
 			if (!t)
 				return NO_REAL;
 		}
@@ -762,7 +775,6 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 		__sync_fetch_and_add(&t->n_control, 1);
 		t->expires = now + t->timeout;
 		nc->flags |= CONN_F_PERSIST;
-		nc->tk = tk;
 		nc->tmpl_tag = t->tag;
 	}
 	struct real_val *r = bpf_map_lookup_elem(&reals, &id);
@@ -924,8 +936,12 @@ int xdp_lb(struct xdp_md *ctx)
 			}
 			return count(VERDICT_PASS_NO_CONN, XDP_PASS);
 		}
-		struct conn_val nc = {};
-		real_id = xlb_new_conn(sv, &ck, gen, &nc, now);
+		struct scratch *s = get_scratch();
+		if (!s)
+			return count(VERDICT_DROP_ERROR, XDP_PASS);
+		struct conn_val *nc = &s->nc;
+		__builtin_memset(nc, 0, sizeof(*nc));
+		real_id = xlb_new_conn(sv, &ck, gen, nc, now);
 		if (real_id == NO_REAL) {
 			/* The entry this packet ended (expired, reused, its real
 			 * gone) ends even so. */
@@ -935,21 +951,21 @@ int xdp_lb(struct xdp_md *ctx)
 			}
 			return count(VERDICT_PASS_NO_REAL, XDP_PASS);
 		}
-		conn_update(&nc, cfg, iph->protocol, TBL_INPUT, tcp_flags, now, 0);
+		conn_update(nc, cfg, iph->protocol, TBL_INPUT, tcp_flags, now, 0);
 		r = bpf_map_lookup_elem(&reals, &real_id);
 		if (!r)
 			return count(VERDICT_DROP_ERROR, XDP_DROP);
-		real_bind(real_id, r, 0, nc.flags & CONN_F_ACTIVE);
+		real_bind(real_id, r, 0, nc->flags & CONN_F_ACTIVE);
 		/* IPVS expires the entry a new SYN reused at the next tick: it is
 		 * still counted when the new one is bound. */
 		if (old)
 			conn_retire(old, now);
 		/* Another CPU may have scheduled the same new flow meanwhile: its
 		 * choice wins, so both see one real server. */
-		nc_flags = nc.flags;
-		long err = bpf_map_update_elem(&conns, &ck, &nc, old ? BPF_ANY : BPF_NOEXIST);
+		nc_flags = nc->flags;
+		long err = bpf_map_update_elem(&conns, &ck, nc, old ? BPF_ANY : BPF_NOEXIST);
 		if (err) {
-			conn_retire(&nc, now);
+			conn_retire(nc, now);
 			/* Full: refuse the new flow rather than evict a live one. */
 			if (err != -EEXIST)
 				return count(VERDICT_DROP_CONN_FULL, XDP_DROP);

@@ -386,7 +386,7 @@ const (
 	XlbMapRing              = "ring"
 	XlbMapRouteCtl          = "route_ctl"
 	XlbMapRr                = "rr"
-	XlbMapRtScratch         = "rt_scratch"
+	XlbMapScratch           = "scratch"
 	XlbMapServices          = "services"
 	XlbMapSvcStats          = "svc_stats"
 	XlbMapTrackCfg          = "track_cfg"
@@ -480,7 +480,7 @@ type XlbMapSpecs struct {
 	Ring        *ebpf.MapSpec `ebpf:"ring"`
 	RouteCtl    *ebpf.MapSpec `ebpf:"route_ctl"`
 	Rr          *ebpf.MapSpec `ebpf:"rr"`
-	RtScratch   *ebpf.MapSpec `ebpf:"rt_scratch"`
+	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 	Services    *ebpf.MapSpec `ebpf:"services"`
 	SvcStats    *ebpf.MapSpec `ebpf:"svc_stats"`
 	TrackCfg    *ebpf.MapSpec `ebpf:"track_cfg"`
@@ -544,7 +544,7 @@ type XlbMaps struct {
 	Ring        *ebpf.Map `ebpf:"ring"`
 	RouteCtl    *ebpf.Map `ebpf:"route_ctl"`
 	Rr          *ebpf.Map `ebpf:"rr"`
-	RtScratch   *ebpf.Map `ebpf:"rt_scratch"`
+	Scratch     *ebpf.Map `ebpf:"scratch"`
 	Services    *ebpf.Map `ebpf:"services"`
 	SvcStats    *ebpf.Map `ebpf:"svc_stats"`
 	TrackCfg    *ebpf.Map `ebpf:"track_cfg"`
@@ -573,7 +573,7 @@ func (m *XlbMaps) Close() error {
 		m.Ring,
 		m.RouteCtl,
 		m.Rr,
-		m.RtScratch,
+		m.Scratch,
 		m.Services,
 		m.SvcStats,
 		m.TrackCfg,

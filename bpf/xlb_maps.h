@@ -409,15 +409,6 @@ struct rt_val {
 	__u8 smac[6];
 };
 
-/* Where a new client_rt entry is built: the hot chain has no stack to
- * spare. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct rt_val);
-} rt_scratch SEC(".maps");
-
 /* Towards each NAT real, by real id (dst tells a reused id apart). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -472,6 +463,38 @@ struct frag_val {
 	__u8 dmac[6];
 	__u8 smac[6];
 };
+
+/* What the packet path builds that the stack has no room for: the
+ * verifier allows 512 bytes over a whole call chain, and IPv6 will need
+ * what is left. Per CPU, and a packet runs to its end on one CPU without
+ * another XDP packet in between, so nothing here is shared. Each field
+ * has one user at a time along any call chain. */
+struct scratch {
+	struct bpf_fib_lookup fib;  /* the NAT paths' route */
+	struct bpf_fib_lookup addr; /* lb_addr's, asked while fib is held */
+	struct conn_val nc;	    /* xdp_lb's new connection */
+	struct tmpl_val nt;	    /* xlb_new_conn's new template */
+	struct conn_key rk;	    /* nat_forward's reverse key, nat_reply's forward key */
+	struct nat_val nv;	    /* nat_forward's reverse entry */
+	struct rt_val rt;	    /* a new client_rt entry */
+	struct frag_key fk;	    /* frag_note's */
+	struct frag_val fv;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	/* A size, not a type: bpf2go cannot write bpf_fib_lookup's
+	 * anonymous unions in Go, and nothing outside reads this. */
+	__uint(value_size, sizeof(struct scratch));
+} scratch SEC(".maps");
+
+static __always_inline struct scratch *get_scratch(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&scratch, &zero);
+}
 
 /* A fragment held for the daemon (the "held" ring): the frame as it came
  * in on ifindex. */

@@ -134,7 +134,11 @@ struct pick_ctx {
 	__u32 best;
 	__u32 best_w;
 	__u64 best_oh;
-	/* twos */
+};
+
+/* twos's own: xlb_schedule's frame is on the hot chain, xlb_twos's is not. */
+struct twos_ctx {
+	__u32 base;
 	__s32 rw1, rw2, w1, w2, oh1, oh2;
 	__u32 choice1, choice2;
 	__s32 total;
@@ -217,7 +221,7 @@ static long pick_cb(__u64 i, struct pick_ctx *c)
 
 /* twos, pass 1: the total weight of usable reals (plus one) and the last
  * usable one. */
-static long twos_total_cb(__u64 i, struct pick_ctx *c)
+static long twos_total_cb(__u64 i, struct twos_ctx *c)
 {
 	__u32 id = ring_at(c->base + (__u32)i);
 	struct cand d;
@@ -231,7 +235,7 @@ static long twos_total_cb(__u64 i, struct pick_ctx *c)
 }
 
 /* twos, pass 2: each draw walks the list subtracting weights. */
-static long twos_pick_cb(__u64 i, struct pick_ctx *c)
+static long twos_pick_cb(__u64 i, struct twos_ctx *c)
 {
 	__u32 id = ring_at(c->base + (__u32)i);
 	struct cand d;
@@ -612,7 +616,7 @@ __noinline __u32 xlb_twos(struct svc_val *sv, __u32 gen)
 	__u32 t = twos_tree(sv, gen, r1, r2);
 	if (t != NO_REAL - 1)
 		return t;
-	struct pick_ctx c = { .base = (gen & 1) * RING_HALF + sv->mem_off, .choice1 = NO_REAL, .choice2 = NO_REAL,
+	struct twos_ctx c = { .base = (gen & 1) * RING_HALF + sv->mem_off, .choice1 = NO_REAL, .choice2 = NO_REAL,
 			      .w1 = -1, .w2 = -1 };
 	bpf_loop(sv->mem_len, twos_total_cb, &c, 0);
 	if (c.choice1 == NO_REAL)
