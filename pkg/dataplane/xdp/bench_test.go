@@ -28,12 +28,7 @@ import (
 // trivial program and to Katran's matching case: the figures to compare
 // across machines. above-trivial-ns is the balancer's own cost.
 func BenchmarkPerPacket(b *testing.B) {
-	l := newLabSized(b, 1<<20)
-	l.apply(b, goldenState())
-	// As the daemon runs it: the route watcher turns the NAT route cache on.
-	if _, err := l.set.Routes.Bump(true); err != nil {
-		b.Fatal(err)
-	}
+	l := benchLab(b, 1<<20)
 	var pass bpf.PassObjects
 	if err := bpf.LoadPassObjects(&pass, nil); err != nil {
 		b.Fatal(err)
@@ -65,20 +60,29 @@ func BenchmarkPerPacket(b *testing.B) {
 		new     bool   // a new 5-tuple each packet
 		verdict uint32 // xlbd's, and Katran's for a case it has
 		katran  []byte // Katran's matching packet (nil: none)
+		full    bool   // into a connection table that is full
 	}{
-		{"established/tun", ack(vipTUN), syn(vipTUN), onF0, false, xdpTX, ack(vipTUN)},
-		{"established/dr", ack(vipDR), syn(vipDR), onF0, false, xdpTX, ack(vipTUN)},
+		{"established/tun", ack(vipTUN), syn(vipTUN), onF0, false, xdpTX, ack(vipTUN), false},
+		{"established/dr", ack(vipDR), syn(vipDR), onF0, false, xdpTX, ack(vipTUN), false},
 		// NAT leaves by the other interface: a redirect.
-		{"established/nat", ack(vipNAT), syn(vipNAT), onF0, false, xdpRedirect, ack(vipTUN)},
-		{"nat-reply", reply, nil, onB0, false, xdpRedirect, nil},
-		{"new-flow/tun", syn(vipTUN), nil, onF0, true, xdpTX, syn(vipTUN)},
-		{"new-flow/dr", syn(vipDR), nil, onF0, true, xdpTX, syn(vipTUN)},
-		{"new-flow/nat", syn(vipNAT), nil, onF0, true, xdpRedirect, syn(vipTUN)},
-		{"non-vip", other, nil, onF0, false, xdpPass, other},
+		{"established/nat", ack(vipNAT), syn(vipNAT), onF0, false, xdpRedirect, ack(vipTUN), false},
+		{"nat-reply", reply, nil, onB0, false, xdpRedirect, nil, false},
+		{"new-flow/tun", syn(vipTUN), nil, onF0, true, xdpTX, syn(vipTUN), false},
+		{"new-flow/dr", syn(vipDR), nil, onF0, true, xdpTX, syn(vipTUN), false},
+		{"new-flow/nat", syn(vipNAT), nil, onF0, true, xdpRedirect, syn(vipTUN), false},
+		{"non-vip", other, nil, onF0, false, xdpPass, other, false},
+		// A flood's new flows once it has filled the table: refused
+		// (dropped) without evicting anyone. Katran's LRU would evict; it
+		// has no matching case.
+		{"new-flow-full/nat", syn(vipNAT), nil, onF0, true, xdpDrop, nil, true},
 	}
 	var flow uint32
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
+			l := l
+			if c.full {
+				l = fullLab(b, append([]byte(nil), c.pkt...), &flow)
+			}
 			pkt := append([]byte(nil), c.pkt...)
 			kpkt := append([]byte(nil), c.katran...)
 			lb, base, kt := make([]uint32, 0, b.N), make([]uint32, 0, b.N), make([]uint32, 0, b.N)
@@ -145,6 +149,44 @@ func BenchmarkPerPacket(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchLab is a lab with the golden state applied and the NAT route
+// cache on, as the daemon runs it (its route watcher turns the cache on).
+func benchLab(b *testing.B, conns uint32) *lab {
+	l := newLabSized(b, conns)
+	l.apply(b, goldenState())
+	if _, err := l.set.Routes.Bump(true); err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+// fullConns is the connection table of fullLab: small enough to fill in
+// a moment, large enough that its hash buckets are what a full default
+// table's are.
+const fullConns = 1 << 16
+
+// fullLab is a lab whose connection table new flows of syn (numbered on
+// from *flow) have filled.
+func fullLab(b *testing.B, syn []byte, flow *uint32) *lab {
+	l := benchLab(b, fullConns)
+	var err error
+	l.w.Do(func() {
+		for n := 0; n <= fullConns && err == nil; n++ {
+			*flow++
+			setFlow(syn, *flow)
+			var v uint32
+			if v, _, err = runOnce(l.set.Program, syn, l.f0); err == nil && v == xdpDrop {
+				return
+			}
+		}
+		err = fmt.Errorf("%d new flows did not fill a table of %d: %v", fullConns+1, fullConns, err)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
 }
 
 // katranVerdict is Katran's verdict where xlbd's is v: Katran sends every
