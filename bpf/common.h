@@ -45,11 +45,13 @@ static __always_inline __u16 csum_replace2(__u16 check, __be16 from, __be16 to)
 /* Checksum of a 20-byte IPv4 header with its check field zero or current. */
 static __always_inline __u16 ipv4_csum20(struct iphdr *iph)
 {
-	__u16 *p = (__u16 *)iph;
+	__u32 *w = (__u32 *)iph;
 	__u64 s = 0;
+	/* Five 32-bit words fold to the same sum as ten 16-bit ones, in half
+	 * the loads (x86 does not mind that they are 2-byte aligned). */
 #pragma unroll
-	for (int i = 0; i < 10; i++)
-		s += p[i];
+	for (int i = 0; i < 5; i++)
+		s += w[i];
 	return csum_fold(s);
 }
 
@@ -75,12 +77,13 @@ static __always_inline int ipv4_hdr_len(struct iphdr *iph, void *data_end)
 static __always_inline int ipv4_csum_ok(struct iphdr *iph, int hlen, void *data_end)
 {
 	__u16 *p = (__u16 *)iph;
+	__u32 *w = (__u32 *)iph;
 	__u64 s = 0;
 	if ((void *)(iph + 1) > data_end)
 		return 0;
 #pragma unroll
-	for (int i = 0; i < 10; i++)
-		s += p[i];
+	for (int i = 0; i < 5; i++)
+		s += w[i];
 	if (hlen > sizeof(*iph)) {
 		/* Options: constant offsets after unrolling, which is what the
 		 * verifier can follow. */
