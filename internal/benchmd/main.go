@@ -1,17 +1,22 @@
-// Command benchmd turns `go test -bench` output of the per-packet
-// benchmarks (several -count runs) into BENCHMARKS.md: medians with min and
-// max over the runs, xlbd beside the trivial XDP program and, when the run
-// had KATRAN_SRC, beside Katran, with the machine and the date.
+// Command benchmd turns the `go test -bench` output make bench collects
+// (one file per run, several -count runs each) into BENCHMARKS.md: medians
+// with min and max over the runs, with the machine and the date. Its
+// sections: per packet (xlbd beside the trivial XDP program and, when the
+// run had KATRAN_SRC, beside Katran), forwarding rate through veths, the
+// control plane, VRRP failover, health checks and the Go benchmarks of the
+// hot user-space paths. A section whose benchmarks are missing says why
+// ("not run: ...") instead of failing.
 //
-//	go run ./internal/benchmd bench.txt > BENCHMARKS.md
+//	go run ./internal/benchmd build/bench-*.txt > BENCHMARKS.md
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -20,40 +25,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// results are each benchmark's metrics, one value per run, by unit.
-type results map[string]map[string][]float64
-
-// parse reads benchmark lines: "BenchmarkX/a/b-2  N  v unit  v unit ...".
-func parse(r io.Reader) (results, []string, error) {
-	res := results{}
-	var order []string
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
-			continue
-		}
-		name := f[0]
-		if i := strings.LastIndex(name, "-"); i > 0 {
-			if _, err := strconv.Atoi(name[i+1:]); err == nil {
-				name = name[:i] // the GOMAXPROCS suffix
-			}
-		}
-		if res[name] == nil {
-			res[name] = map[string][]float64{}
-			order = append(order, name)
-		}
-		for i := 2; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%q: %v", sc.Text(), err)
-			}
-			res[name][f[i+1]] = append(res[name][f[i+1]], v)
-		}
-	}
-	return res, order, sc.Err()
-}
 
 // stat is the median of vs with its range.
 type stat struct{ med, min, max float64 }
@@ -81,15 +52,34 @@ func cell(s stat, ok bool, prec int) string {
 	return fmt.Sprintf("%s (%s–%s)", f(s.med), f(s.min), f(s.max))
 }
 
-// targets are issue 15's: xlbd ÷ Katran per case.
-var targets = map[string]string{
-	"established/dr":  "≤ 0.75",
-	"established/tun": "≤ 0.75",
-	"established/nat": "≤ 0.75",
-	"new-flow/tun":    "≤ 0.75",
-	"new-flow/nat":    "≤ 0.75",
-	"new-flow/dr":     "≤ 0.75",
-	"non-vip":         "≤ 0.6",
+// fig is cell without a range that rounds away ("10.9", not "10.9
+// (10.9–10.9)"); the per-packet section keeps cell's way.
+func fig(s stat, ok bool, prec int) string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', prec, 64) }
+	if ok && f(s.min) == f(s.max) {
+		s.min, s.max = s.med, s.med
+	}
+	return cell(s, ok, prec)
+}
+
+// auto is cell with about three significant digits.
+func auto(s stat, ok bool) string {
+	prec := 0
+	switch m := math.Abs(s.med); {
+	case m < 10:
+		prec = 2
+	case m < 100:
+		prec = 1
+	}
+	return fig(s, ok, prec)
+}
+
+// medians is "Medians of N runs." for the benchmarks names.
+func medians(in *input, names ...string) string {
+	if n := runsOf(in, names...); n != 1 {
+		return fmt.Sprintf("Medians of %d runs.", n)
+	}
+	return "One run."
 }
 
 func machine() string {
@@ -110,112 +100,107 @@ func machine() string {
 	return fmt.Sprintf("%d CPUs (%s), Linux %s", runtime.NumCPU(), model, kernel)
 }
 
+// katranAt names the Katran checkout dir by its commit, when it is a git
+// checkout.
+func katranAt(dir string) string {
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "--short=8", "HEAD").Output()
+	if err != nil {
+		return fmt.Sprintf("`%s`", dir)
+	}
+	return fmt.Sprintf("a checkout of facebookincubator/katran at %s (`%s`)", strings.TrimSpace(string(out)), dir)
+}
+
 func main() {
 	katran := flag.String("katran", "", "the KATRAN_SRC the run had (\"\": none)")
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: benchmd [--katran DIR] [FILE ...]   (no FILE: standard input)\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
-	in := io.Reader(os.Stdin)
-	if flag.NArg() > 0 {
-		f, err := os.Open(flag.Arg(0))
+	in := newInput()
+	if flag.NArg() == 0 {
+		if err := in.read("standard input", os.Stdin); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	for _, name := range flag.Args() {
+		f, err := os.Open(name)
+		if os.IsNotExist(err) {
+			// A part make bench did not get to: its sections say so.
+			in.missing = append(in.missing, name)
+			continue
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		defer f.Close()
-		in = f
+		err = in.read(name, f)
+		f.Close()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
-	res, order, err := parse(in)
+	if *katran != "" {
+		*katran = katranAt(*katran)
+	}
+	notes, err := write(os.Stdout, in, *katran)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if err := write(os.Stdout, res, order, *katran); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	for _, n := range notes {
+		fmt.Fprintln(os.Stderr, "benchmd:", n)
 	}
 }
 
-func write(w io.Writer, res results, order []string, katran string) error {
-	b := &strings.Builder{}
+// doc is BENCHMARKS.md being written, with the "not run" notes of its
+// sections, which main repeats on standard error.
+type doc struct {
+	strings.Builder
+	notes []string
+}
+
+// notRun writes why a section (or a table of one) is empty.
+func (b *doc) notRun(why string) {
+	b.notes = append(b.notes, why)
+	fmt.Fprintf(b, "%s.\n", why)
+}
+
+// write writes BENCHMARKS.md; katran is how the per-packet section names
+// Katran's source ("": the run had none). It returns the sections' "not
+// run" notes.
+func write(w io.Writer, in *input, katran string) ([]string, error) {
+	b := &doc{}
 	runs := 0
-	for _, n := range order {
-		runs = max(runs, len(res[n]["ns/pkt"]))
+	for _, n := range in.order {
+		if strings.HasPrefix(n, perPacket) {
+			runs = max(runs, len(in.res[n]["ns/pkt"]))
+		}
 	}
-	fmt.Fprintf(b, "# Benchmarks\n\nWritten by `make bench` on %s: %s. Every figure is the median of %d runs, with the\n"+
-		"lowest and highest in brackets; each run's figure is itself the median over its calls.\n\n",
-		time.Now().UTC().Format("2006-01-02"), machine(), runs)
-
-	fmt.Fprintf(b, "## Per packet (BPF_PROG_TEST_RUN)\n\n"+
-		"One packet per call, the loop pinned to one CPU, each call of the balancer followed by one of\n"+
-		"the trivial XDP_PASS program (and of Katran's balancer) on the same packet, so that all see the\n"+
-		"same machine. The kernel's clock moves in steps of about 10 ns: compare the ratios.\n\n")
-	if katran == "" {
-		fmt.Fprintf(b, "Katran's columns are empty: run `make bench KATRAN_SRC=DIR` with DIR a checkout of\n"+
-			"github.com/facebookincubator/katran; its balancer.bpf.c is built as its Makefile-bpf does (clang -O2\n"+
-			"for BPF, no feature defines) and configured for the same VIP and three reals (Maglev ring,\n"+
-			"per-CPU LRUs of 8,000,000 / CPUs entries, as KatranLb sets them up).\n\n")
+	secs := 0
+	for _, rn := range in.runs {
+		secs += max(rn.secs, 0)
+	}
+	fmt.Fprintf(b, "# Benchmarks\n\nWritten by `make bench` on %s: %s. Every figure is the median of several runs, with the\n"+
+		"lowest and highest in brackets", time.Now().UTC().Format("2006-01-02"), machine())
+	if runs > 0 {
+		fmt.Fprintf(b, ": %d runs for the per-packet figures, each itself the median over its calls;\n"+
+			"the other sections say theirs.", runs)
 	} else {
-		fmt.Fprintf(b, "Katran: balancer.bpf.c from `%s`, built as its Makefile-bpf does (clang -O2 for BPF, no feature\n"+
-			"defines), one VIP and three reals, Maglev ring, per-CPU LRUs of 8,000,000 / CPUs entries. Katran\n"+
-			"forwards by IPIP only: each xlbd case is set beside Katran's packet of the same kind (an ACK of a\n"+
-			"known flow, a SYN of a new one, a packet for no VIP).\n\n", katran)
+		b.WriteString("; each section says how many.")
 	}
-	fmt.Fprintf(b, "| case | xlbd ns | trivial ns | xlbd ÷ trivial | xlbd ns above trivial | Katran ns | xlbd ÷ Katran | target |\n")
-	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|\n")
-	const pp = "BenchmarkPerPacket/"
-	for _, n := range order {
-		c, ok := strings.CutPrefix(n, pp)
-		if !ok {
-			continue
-		}
-		s := func(unit string, prec int) string { v, ok := res.stat(n, unit); return cell(v, ok, prec) }
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s("ns/pkt", 0), s("trivial-ns/pkt", 0),
-			s("x-trivial", 2), s("above-trivial-ns", 0), s("katran-ns/pkt", 0), s("x-katran", 2), targets[c])
+	if secs > 0 {
+		fmt.Fprintf(b, " The runs took %s in all.", duration(secs))
 	}
-
-	// New flows per scheduler, as a ratio to rr's with as many reals.
-	const ps = "BenchmarkNewFlowPerScheduler/"
-	type cellKey struct{ sched, n string }
-	cells := map[cellKey]string{}
-	var scheds, sizes []string
-	for _, n := range order {
-		c, ok := strings.CutPrefix(n, ps)
-		if !ok {
-			continue
-		}
-		sched, size, _ := strings.Cut(c, "/")
-		if !slices.Contains(scheds, sched) {
-			scheds = append(scheds, sched)
-		}
-		if !slices.Contains(sizes, size) {
-			sizes = append(sizes, size)
-		}
-		v, vok := res.stat(n, "above-trivial-ns")
-		rr, rok := res.stat(ps+"rr/"+size, "above-trivial-ns")
-		text := cell(v, vok, 0) + " ns"
-		if vok && rok && rr.med > 0 {
-			text += fmt.Sprintf(", %.2f× rr", v.med/rr.med)
-		}
-		cells[cellKey{sched, size}] = text
-	}
-	if len(scheds) > 0 {
-		fmt.Fprintf(b, "\n## New flow per scheduler (DR, ns above the trivial program, and the ratio to rr)\n\n")
-		fmt.Fprintf(b, "Target: wlc, sh and mh within 1.2× of rr.\n\n| scheduler |")
-		for _, n := range sizes {
-			fmt.Fprintf(b, " %s reals |", n)
-		}
-		fmt.Fprintf(b, "\n|---|")
-		for range sizes {
-			fmt.Fprintf(b, "---|")
-		}
-		fmt.Fprintln(b)
-		for _, sc := range scheds {
-			fmt.Fprintf(b, "| %s |", sc)
-			for _, n := range sizes {
-				fmt.Fprintf(b, " %s |", cells[cellKey{sc, n}])
-			}
-			fmt.Fprintln(b)
-		}
-	}
+	b.WriteString("\n\n")
+	writePerPacket(b, in, katran)
+	writeForwarding(b, in)
+	writeControlPlane(b, in)
+	writeVRRP(b, in)
+	writeHealth(b, in)
+	writeGo(b, in)
 	_, err := io.WriteString(w, b.String())
-	return err
+	return b.notes, err
 }

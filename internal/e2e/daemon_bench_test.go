@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,7 +18,9 @@ import (
 // runs it: a NAT lab, lb.yaml with wlc, `xlbd --config` from start to
 // msg=ready, then SIGHUPs that change nothing, each to msg=reloaded
 // (sighup-ms is their mean over b.N). The silent pool's reals are routed
-// on-link but held by no one: they never answer ARP.
+// on-link but held by no one: they never answer ARP. rss-MiB is issue
+// 15's idle footprint: the daemon's VmRSS a moment after ready, before any
+// reload.
 //
 //	go test ./internal/e2e/ -run '^$' -bench Daemon -benchtime 5x
 func BenchmarkDaemon(b *testing.B) {
@@ -27,6 +30,7 @@ func BenchmarkDaemon(b *testing.B) {
 	}{
 		{1, 3, false},
 		{100, 10, false},
+		{1000, 3, false},
 		{10, 250, false},
 		{4, 1000, false},
 		{1, 10, true},
@@ -73,6 +77,8 @@ func BenchmarkDaemon(b *testing.B) {
 				b.Fatal(err)
 			}
 			ready := time.Since(t0)
+			time.Sleep(500 * time.Millisecond) // what ready set going settles
+			rss := vmRSS(b, d.Cmd.Process.Pid)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if err := d.Signal(syscall.SIGHUP); err != nil {
@@ -85,6 +91,30 @@ func BenchmarkDaemon(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(ready.Milliseconds()), "ready-ms")
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "sighup-ms")
+			b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
 		})
 	}
+}
+
+// vmRSS is the daemon's resident set in bytes (VmRSS of /proc/PID/status);
+// pid must be xlbd itself, not a wrapper that started it.
+func vmRSS(b testing.TB, pid int) int64 {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !strings.HasPrefix(string(raw), "Name:\txlbd\n") {
+		b.Fatalf("pid %d is not the daemon:\n%s", pid, raw)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil && len(f) == 2 && f[1] == "kB" {
+				return kb << 10
+			}
+		}
+	}
+	b.Fatalf("no VmRSS in /proc/%d/status:\n%s", pid, raw)
+	return 0
 }
