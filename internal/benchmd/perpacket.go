@@ -55,6 +55,10 @@ func writePerPacket(b *doc, in *input, katran string) {
 			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s("ns/pkt", 0), s("trivial-ns/pkt", 0),
 				s("x-trivial", 2), s("above-trivial-ns", 0), s("katran-ns/pkt", 0), s("x-katran", 2), targets[c])
 		}
+		writeRelative(b, in, "new-flow-full/nat", "new-flow/nat", 1.5,
+			"A new NAT flow into a full connection table (refused, nothing evicted) costs %s× one with room (target ≤ %.1f×: %s).")
+		writeRelative(b, in, "nat-reply", "established/nat", 1,
+			"A NAT reply costs %s× an established NAT packet (target ≤ %.0f×: %s).")
 	}
 
 	// New flows per scheduler, as a ratio to rr's with as many reals.
@@ -100,4 +104,19 @@ func writePerPacket(b *doc, in *input, katran string) {
 			fmt.Fprintln(b)
 		}
 	}
+}
+
+// writeRelative says case c's cost above the trivial program as a multiple
+// of base's, against a target multiple; nothing when either was not run.
+func writeRelative(b *doc, in *input, c, base string, target float64, format string) {
+	v, vok := in.res.stat(perPacket+c, "above-trivial-ns")
+	r, rok := in.res.stat(perPacket+base, "above-trivial-ns")
+	if !vok || !rok || r.med <= 0 {
+		return
+	}
+	verdict := "met"
+	if v.med/r.med > target {
+		verdict = "missed"
+	}
+	fmt.Fprintf(b, "\n"+format+"\n", fmt.Sprintf("%.2f", v.med/r.med), target, verdict)
 }
