@@ -402,9 +402,33 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 		return count(VERDICT_DROP_ERROR, XDP_DROP);
 	struct conn_key *k = &s->rk;
 	*k = pkt_key(iph, ports);
-	struct nat_val *nv = bpf_map_lookup_elem(&nat, k);
-	if (!nv)
-		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+	/* Its real, when it is the only one of its address, port and
+	 * protocol, names the VIP; otherwise the flow's reverse entry does. */
+	s->nk.ip = iph->saddr;
+	s->nk.port = ports[0];
+	s->nk.proto = iph->protocol;
+	s->nk.pad = 0;
+	struct nat_real_val *nr = bpf_map_lookup_elem(&nat_reals, &s->nk);
+	struct nat_val *nv = 0;
+	if (!nr || nr->shared) {
+		nv = bpf_map_lookup_elem(&nat, k);
+		if (!nv && !nr)
+			return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+	}
+	struct real_val *r = 0;
+	if (!nv) {
+		__u32 id = nr->real_id;
+		r = bpf_map_lookup_elem(&reals, &id);
+		if (!r || !(r->flags & REAL_F_VALID) || r->mode != MODE_NAT || r->ip != iph->saddr ||
+		    r->port != ports[0] || r->proto != iph->protocol)
+			return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+		/* What the reverse entry would say, for the rest of the way. */
+		nv = &s->nv;
+		nv->vip = r->vip;
+		nv->vport = r->vport;
+		nv->svc_id = r->svc_id;
+		nv->real_id = id;
+	}
 	/* The reply moves its connection's state (IPVS's output table); a
 	 * reply whose connection is gone is not ours any more. */
 	k->src = iph->daddr;
@@ -417,8 +441,25 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 	/* A reply from a real the connection has left (its entry was reused
 	 * for a new connection elsewhere) is not the connection's: ip_vs_out
 	 * would not find it either. */
-	if (!cv || !cfg || now >= cv->expires || cv->dead || cv->real_id != nv->real_id)
+	if (!cv || !cfg || now >= cv->expires || cv->dead || cv->real_id != nv->real_id ||
+	    (r && cv->serial != r->serial))
 		return count(VERDICT_PASS_NO_CONN, XDP_PASS);
+	if (r) {
+		if (cv->flags & CONN_F_L2) {
+			struct conn_l2 *l2 = (struct conn_l2 *)&cv->tk;
+			nv->ifindex = cv->l2_ifindex;
+			__builtin_memcpy(nv->cmac, l2->cmac, ETH_ALEN);
+			__builtin_memcpy(nv->lbmac, l2->lbmac, ETH_ALEN);
+		} else {
+			/* Made with a reverse entry (persistent, or before its real
+			 * was in nat_reals): that holds the way back. */
+			*k = pkt_key(iph, ports);
+			struct nat_val *rev = bpf_map_lookup_elem(&nat, k);
+			if (!rev || rev->real_id != nv->real_id)
+				return count(VERDICT_PASS_NO_CONN, XDP_PASS);
+			nv = rev;
+		}
+	}
 	if (iph->ttl <= 1)
 		return count(VERDICT_PASS_TTL, XDP_PASS);
 	conn_update(cv, cfg, iph->protocol, TBL_OUTPUT, tcp_flags, now, 1);
@@ -621,6 +662,33 @@ static __noinline int later_fragment(struct xdp_md *ctx, __u32 tot)
 	return count(VERDICT_FWD_FRAGMENT, send_routed(ctx, eth, iph, fv->ifindex, fv->dmac, fv->smac));
 }
 
+
+/* nat_l2 lets a new NAT connection's replies find it through nat_reals,
+ * with the way back to the client in the entry itself, when its real is
+ * the only one of its address, port and protocol. A persistent one keeps
+ * its template in tk, and a real without a port (port-0 services) answers
+ * from whatever port the client asked for: both have reverse entries. */
+static __always_inline void nat_l2(struct conn_val *nc, struct real_val *r, __u32 real_id, struct ethhdr *eth,
+				   __u32 ifindex)
+{
+	if ((nc->flags & CONN_F_PERSIST) || !r->port)
+		return;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return;
+	s->nk.ip = r->ip;
+	s->nk.port = r->port;
+	s->nk.proto = r->proto;
+	s->nk.pad = 0;
+	struct nat_real_val *nr = bpf_map_lookup_elem(&nat_reals, &s->nk);
+	if (!nr || nr->shared || nr->real_id != real_id)
+		return;
+	struct conn_l2 *l2 = (struct conn_l2 *)&nc->tk;
+	__builtin_memcpy(l2->cmac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(l2->lbmac, eth->h_dest, ETH_ALEN);
+	nc->l2_ifindex = ifindex;
+	nc->flags |= CONN_F_L2;
+}
 
 /* NAT towards a real: the reverse entry for a new flow's replies, then the
  * rewrite and the route. */
@@ -956,6 +1024,8 @@ int xdp_lb(struct xdp_md *ctx)
 		if (!r)
 			return count(VERDICT_DROP_ERROR, XDP_DROP);
 		real_bind(real_id, r, 0, nc->flags & CONN_F_ACTIVE);
+		if (r->mode == MODE_NAT)
+			nat_l2(nc, r, real_id, eth, ctx->ingress_ifindex);
 		/* IPVS expires the entry a new SYN reused at the next tick: it is
 		 * still counted when the new one is bound. */
 		if (old)
@@ -1005,7 +1075,9 @@ int xdp_lb(struct xdp_md *ctx)
 	if (iph->ttl <= 1)
 		return count(VERDICT_PASS_TTL, XDP_PASS);
 
-	return nat_forward(ctx, r, real_id, is_new, tot);
+	/* A connection its replies find through nat_reals needs no reverse
+	 * entry: the second table insert is most of a new NAT flow's cost. */
+	return nat_forward(ctx, r, real_id, is_new && !(nc_flags & CONN_F_L2), tot);
 }
 
 /*

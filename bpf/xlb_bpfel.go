@@ -34,6 +34,7 @@ const (
 	XlbConnFlagsCONN_F_NOOUTPUT XlbConnFlags = 4
 	XlbConnFlagsCONN_F_PICKED   XlbConnFlags = 8
 	XlbConnFlagsCONN_F_ASSURED  XlbConnFlags = 16
+	XlbConnFlagsCONN_F_L2       XlbConnFlags = 32
 )
 
 type XlbConnKey struct {
@@ -47,18 +48,18 @@ type XlbConnKey struct {
 }
 
 type XlbConnVal struct {
-	_       structs.HostLayout
-	RealId  uint32
-	Serial  uint32
-	Expires uint64
-	State   uint32
-	Flags   uint32
-	Dead    uint32
-	Pad     uint32
-	Tk      XlbTmplKey
-	TmplTag uint32
-	Pad2    uint32
-	_       [4]byte
+	_         structs.HostLayout
+	RealId    uint32
+	Serial    uint32
+	Expires   uint64
+	State     uint32
+	Flags     uint32
+	Dead      uint32
+	L2Ifindex uint32
+	Tk        XlbTmplKey
+	TmplTag   uint32
+	Pad2      uint32
+	_         [4]byte
 }
 
 type XlbCtlVal struct {
@@ -143,6 +144,20 @@ type XlbLblcVal struct {
 	Pad      uint32
 	Ids      [8]uint32
 	Serials  [8]uint32
+}
+
+type XlbNatRealKey struct {
+	_     structs.HostLayout
+	Ip    uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type XlbNatRealVal struct {
+	_      structs.HostLayout
+	RealId uint32
+	Shared uint32
 }
 
 type XlbNatVal struct {
@@ -375,6 +390,7 @@ const (
 	XlbMapLblcScratch       = "lblc_scratch"
 	XlbMapLblcTable         = "lblc_table"
 	XlbMapNat               = "nat"
+	XlbMapNatReals          = "nat_reals"
 	XlbMapPersist           = "persist"
 	XlbMapPickTree          = "pick_tree"
 	XlbMapPmtu              = "pmtu"
@@ -469,6 +485,7 @@ type XlbMapSpecs struct {
 	LblcScratch *ebpf.MapSpec `ebpf:"lblc_scratch"`
 	LblcTable   *ebpf.MapSpec `ebpf:"lblc_table"`
 	Nat         *ebpf.MapSpec `ebpf:"nat"`
+	NatReals    *ebpf.MapSpec `ebpf:"nat_reals"`
 	Persist     *ebpf.MapSpec `ebpf:"persist"`
 	PickTree    *ebpf.MapSpec `ebpf:"pick_tree"`
 	Pmtu        *ebpf.MapSpec `ebpf:"pmtu"`
@@ -533,6 +550,7 @@ type XlbMaps struct {
 	LblcScratch *ebpf.Map `ebpf:"lblc_scratch"`
 	LblcTable   *ebpf.Map `ebpf:"lblc_table"`
 	Nat         *ebpf.Map `ebpf:"nat"`
+	NatReals    *ebpf.Map `ebpf:"nat_reals"`
 	Persist     *ebpf.Map `ebpf:"persist"`
 	PickTree    *ebpf.Map `ebpf:"pick_tree"`
 	Pmtu        *ebpf.Map `ebpf:"pmtu"`
@@ -562,6 +580,7 @@ func (m *XlbMaps) Close() error {
 		m.LblcScratch,
 		m.LblcTable,
 		m.Nat,
+		m.NatReals,
 		m.Persist,
 		m.PickTree,
 		m.Pmtu,

@@ -197,6 +197,10 @@ enum conn_flags {
 	CONN_F_NOOUTPUT = 4, /* no reply seen yet: input-only state table */
 	CONN_F_PICKED = 8,   /* the scheduler chose the real (no template) */
 	CONN_F_ASSURED = 16, /* TCP: established once; UDP: a reply or a second packet */
+	/* NAT without a reverse entry: replies find the connection through
+	 * nat_reals, and l2_ifindex and tk's bytes hold the way back to the
+	 * client (conn_l2), which a reverse entry would have held. */
+	CONN_F_L2 = 32,
 };
 
 struct conn_val {
@@ -206,8 +210,8 @@ struct conn_val {
 	__u32 state;   /* IPVS TCP state; 0 for UDP */
 	__u32 flags;   /* enum conn_flags */
 	__u32 dead;    /* set by whoever retires the entry, once */
-	__u32 pad;
-	struct tmpl_key tk;
+	__u32 l2_ifindex; /* CONN_F_L2: where the client's packets came in */
+	struct tmpl_key tk; /* CONN_F_PERSIST: its template; CONN_F_L2: conn_l2 */
 	__u32 tmpl_tag; /* identifies the template instance it counts in */
 	__u32 pad2;
 };
@@ -221,6 +225,34 @@ struct tmpl_val {
 	__u64 zero_since; /* when n_control last dropped to 0 */
 	__u32 n_control;  /* connections created through it still alive */
 	__u32 tag;	  /* random: tells instances of one key apart */
+};
+
+/* The client's MAC and ours, as its first packet came in: where a NAT reply
+ * goes when the kernel knows no neighbour for the client (the source is
+ * the VIP, which the kernel would drop as a martian, so it cannot resolve
+ * one for us). In conn_val's tk when CONN_F_L2 says so. */
+struct conn_l2 {
+	__u8 cmac[6];
+	__u8 lbmac[6];
+};
+
+/* A NAT real server by its address, port and protocol: where a reply from
+ * it finds its connection without a reverse entry per flow. Written by
+ * user space for the NAT reals with a port; shared when reals of several
+ * services have this address (each flow then has a reverse entry, and
+ * real_id is one the flows made before may still use). */
+struct nat_real_key {
+	__be32 ip;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+_Static_assert(sizeof(struct conn_l2) <= sizeof(struct tmpl_key), "conn_l2 lives in conn_val.tk");
+
+struct nat_real_val {
+	__u32 real_id;
+	__u32 shared;
 };
 
 /* Reverse entry of a NAT flow, keyed by the reply's own 5-tuple. */
@@ -427,7 +459,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } client_rt SEC(".maps");
 
-/* One reverse entry per NAT connection, removed by gc with its connection. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_REALS);
+	__type(key, struct nat_real_key);
+	__type(value, struct nat_real_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat_reals SEC(".maps");
+
+/* One reverse entry per NAT connection whose real is shared, persistent or
+ * of a port-0 service, removed by gc with its connection. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 131072);
@@ -477,6 +519,7 @@ struct scratch {
 	struct conn_key rk;	    /* nat_forward's reverse key, nat_reply's forward key */
 	struct nat_val nv;	    /* nat_forward's reverse entry */
 	struct rt_val rt;	    /* a new client_rt entry */
+	struct nat_real_key nk;	    /* nat_reals' key */
 	struct frag_key fk;	    /* frag_note's */
 	struct frag_val fv;
 };

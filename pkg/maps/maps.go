@@ -138,26 +138,28 @@ const RealValid = uint8(xbpf.XlbRealFlagsREAL_F_VALID)
 // Aliases of the generated key and value types, so users need not import
 // the bpf package.
 type (
-	SvcKey    = xbpf.XlbSvcKey
-	SvcVal    = xbpf.XlbSvcVal
-	RealVal   = xbpf.XlbRealVal
-	RealLoad  = xbpf.XlbRealConns
-	CtlVal    = xbpf.XlbCtlVal
-	TrackCfg  = xbpf.XlbConnCfg
-	ConnKey   = xbpf.XlbConnKey
-	ConnVal   = xbpf.XlbConnVal
-	TmplKey   = xbpf.XlbTmplKey
-	TmplVal   = xbpf.XlbTmplVal
-	NATVal    = xbpf.XlbNatVal
-	Stats     = xbpf.XlbStats
-	GCResult  = xbpf.XlbGcResult
-	LBLCKey   = xbpf.XlbLblcKey
-	LBLCValue = xbpf.XlbLblcVal
-	TreeNode  = xbpf.XlbTnode
-	TreePos   = xbpf.XlbTreePos
-	FragKey   = xbpf.XlbFragKey
-	FragVal   = xbpf.XlbFragVal
-	HeldFrag  = xbpf.XlbHeldFrag
+	SvcKey     = xbpf.XlbSvcKey
+	SvcVal     = xbpf.XlbSvcVal
+	RealVal    = xbpf.XlbRealVal
+	RealLoad   = xbpf.XlbRealConns
+	CtlVal     = xbpf.XlbCtlVal
+	TrackCfg   = xbpf.XlbConnCfg
+	ConnKey    = xbpf.XlbConnKey
+	ConnVal    = xbpf.XlbConnVal
+	TmplKey    = xbpf.XlbTmplKey
+	TmplVal    = xbpf.XlbTmplVal
+	NATVal     = xbpf.XlbNatVal
+	NATRealKey = xbpf.XlbNatRealKey
+	NATRealVal = xbpf.XlbNatRealVal
+	Stats      = xbpf.XlbStats
+	GCResult   = xbpf.XlbGcResult
+	LBLCKey    = xbpf.XlbLblcKey
+	LBLCValue  = xbpf.XlbLblcVal
+	TreeNode   = xbpf.XlbTnode
+	TreePos    = xbpf.XlbTreePos
+	FragKey    = xbpf.XlbFragKey
+	FragVal    = xbpf.XlbFragVal
+	HeldFrag   = xbpf.XlbHeldFrag
 )
 
 // Set is the loaded balancer: its program and every map.
@@ -170,6 +172,7 @@ type Set struct {
 	RR        *RR
 	Conns     *Conns
 	NAT       *NAT
+	NATReals  *NATReals
 	RealStats *Stats64
 	SvcStats  *Stats64
 	Verdicts  *Verdicts
@@ -348,6 +351,7 @@ func (s *Set) wrap() {
 	s.RR = &RR{m.Rr}
 	s.Conns = &Conns{m.Conns}
 	s.NAT = &NAT{m.Nat}
+	s.NATReals = &NATReals{m: m.NatReals}
 	s.RealStats = &Stats64{m.RealStats}
 	s.SvcStats = &Stats64{m.SvcStats}
 	s.Verdicts = &Verdicts{m.Verdicts}

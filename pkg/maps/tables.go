@@ -196,6 +196,65 @@ func (n *NAT) Lookup(k ConnKey) (NATVal, error) {
 	return v, err
 }
 
+// NATReals is nat_reals: the NAT reals a reply finds its connection by,
+// without a reverse entry per flow.
+type NATReals struct {
+	m    *ebpf.Map
+	have map[NATRealKey]NATRealVal // what m holds; nil until read
+}
+
+// All returns what the table holds.
+func (n *NATReals) All() (map[NATRealKey]NATRealVal, error) {
+	out := map[NATRealKey]NATRealVal{}
+	var k NATRealKey
+	var v NATRealVal
+	it := n.m.Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v
+	}
+	return out, it.Err()
+}
+
+// Current is what the table holds, as read once and written since; the
+// caller must not change it.
+func (n *NATReals) Current() (map[NATRealKey]NATRealVal, error) {
+	if n.have == nil {
+		have, err := n.All()
+		if err != nil {
+			return nil, fmt.Errorf("read nat_reals: %w", err)
+		}
+		n.have = have
+	}
+	return n.have, nil
+}
+
+// Set makes the table hold want, writing only the entries that differ:
+// an entry that stays the same is never absent, even for a moment.
+func (n *NATReals) Set(want map[NATRealKey]NATRealVal) error {
+	if _, err := n.Current(); err != nil {
+		return err
+	}
+	for k, v := range want {
+		if old, ok := n.have[k]; ok && old == v {
+			continue
+		}
+		if err := n.m.Put(k, v); err != nil {
+			return fmt.Errorf("write nat_reals: %w", err)
+		}
+		n.have[k] = v
+	}
+	for k := range n.have {
+		if _, ok := want[k]; ok {
+			continue
+		}
+		if err := n.m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("remove from nat_reals: %w", err)
+		}
+		delete(n.have, k)
+	}
+	return nil
+}
+
 // Stats64 is a per-CPU array of Stats indexed by service or real id.
 type Stats64 struct{ m *ebpf.Map }
 

@@ -351,7 +351,7 @@ func (t *Tables) applyOnce(ctx context.Context, st dataplane.State, res Resolver
 		if _, err := t.set.Trees.Build(t.gen); err != nil {
 			return fmt.Errorf("build scheduler trees: %w", err)
 		}
-		return nil
+		return t.writeNATReals(st)
 	}
 
 	next := t.gen ^ 1
@@ -394,7 +394,50 @@ func (t *Tables) applyOnce(ctx context.Context, st dataplane.State, res Resolver
 	errs = append(errs, t.set.Filter.Set(filter))
 	errs = append(errs, t.retire(&txn{}, keepReal))
 	t.finish(st)
+	errs = append(errs, t.writeNATReals(st))
 	return errors.Join(errs...)
+}
+
+// writeNATReals points nat_reals at the NAT reals of the configuration in
+// force, once it is: until then a new flow to a real not in it gets a
+// reverse entry, and a reply from a removed real finds no valid real. An
+// address (with port and protocol) that several NAT services' reals share
+// is marked shared, and keeps the real id it had, whose flows may still
+// rely on it.
+func (t *Tables) writeNATReals(st dataplane.State) error {
+	have, err := t.set.NATReals.Current()
+	if err != nil {
+		return err
+	}
+	ids := map[xmaps.NATRealKey][]uint32{}
+	for _, s := range st.Services {
+		if m, _ := mode(s.Kind); m != xmaps.ModeNAT {
+			continue
+		}
+		a := t.applied[svcIdent{s.VIP, s.Port, s.Protocol}]
+		for i, r := range a.spec.Reals {
+			if r.Port == 0 || i >= len(a.ids) {
+				continue
+			}
+			k := xmaps.NATRealKey{Ip: xmaps.Be32(r.Addr), Port: xmaps.Be16(r.Port), Proto: s.Protocol}
+			ids[k] = append(ids[k], a.ids[i])
+		}
+	}
+	want := make(map[xmaps.NATRealKey]xmaps.NATRealVal, len(ids))
+	for k, list := range ids {
+		v := xmaps.NATRealVal{RealId: list[0]}
+		if len(list) > 1 {
+			v.Shared = 1
+			if old, ok := have[k]; ok && slices.Contains(list, old.RealId) {
+				v.RealId = old.RealId
+			}
+		}
+		want[k] = v
+	}
+	if err := t.set.NATReals.Set(want); err != nil {
+		return fmt.Errorf("nat_reals: %w", err)
+	}
+	return nil
 }
 
 // writeTrack writes the connection-tracking configuration if it changed.

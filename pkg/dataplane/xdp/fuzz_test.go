@@ -2,6 +2,8 @@ package xdp
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -136,9 +138,39 @@ func FuzzBalancer(f *testing.F) {
 			return
 		}
 		var err error
-		l.w.Do(func() { _, err = l.set.NAT.Lookup(k) })
+		l.w.Do(func() {
+			if _, err = l.set.NAT.Lookup(k); err != nil {
+				err = natFlowOf(l.set, k)
+			}
+		})
 		if err != nil {
-			t.Fatalf("forwarded (%s) a frame for no service and no NAT flow: % x", verdictName[verdict], in)
+			t.Fatalf("forwarded (%s) a frame for no service and no NAT flow (%v): % x", verdictName[verdict], err, in)
 		}
 	})
+}
+
+// natFlowOf says whether k, a NAT reply's own 5-tuple, belongs to a
+// connection made without a reverse entry: its real in nat_reals, and the
+// connection that real's VIP and port make with the client.
+func natFlowOf(set *maps.Set, k maps.ConnKey) error {
+	all, err := set.NATReals.All()
+	if err != nil {
+		return err
+	}
+	nr, ok := all[maps.NATRealKey{Ip: k.Src, Port: k.Sport, Proto: k.Proto}]
+	if !ok {
+		return errors.New("no reverse entry, and its source is no NAT real")
+	}
+	r, err := set.Reals.Get(nr.RealId)
+	if err != nil {
+		return err
+	}
+	cv, err := set.Conns.Lookup(maps.ConnKey{Src: k.Dst, Dst: r.Vip, Sport: k.Dport, Dport: r.Vport, Proto: k.Proto})
+	if err != nil {
+		return fmt.Errorf("no connection through real %d: %w", nr.RealId, err)
+	}
+	if cv.RealId != nr.RealId {
+		return fmt.Errorf("its connection is real %d's, not %d's", cv.RealId, nr.RealId)
+	}
+	return nil
 }

@@ -1,0 +1,162 @@
+package xdp
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+
+	xbpf "github.com/xlbd/xlbd/bpf"
+	"github.com/xlbd/xlbd/pkg/dataplane"
+	xmaps "github.com/xlbd/xlbd/pkg/maps"
+)
+
+// NAT replies without reverse entries: a new flow to a real that is the
+// only one of its address, port and protocol keeps the way back to the
+// client in its own entry, and its replies find it through nat_reals.
+// Shared reals, persistent services and reals without a port still make a
+// reverse entry per flow; so does a flow made before its real was in
+// nat_reals. Every reply is checked byte for byte.
+func TestNATWithoutReverseEntries(t *testing.T) {
+	l := newLab(t)
+	st := goldenState()
+	l.apply(t, st)
+	prog := l.set.Program
+
+	flowTo := func(real netip.Addr, sport uint16) (syn, fwd, reply, replyOut pkt) {
+		syn = fromClient(vipNAT, 80, layers.IPProtocolTCP)
+		syn.sport = sport
+		fwd = syn
+		fwd.srcMAC, fwd.dstMAC, fwd.dst, fwd.dport, fwd.ttl = macB0, realMAC(real), real, 8080, 63
+		reply = pkt{srcMAC: realMAC(real), dstMAC: macB0, src: real, dst: addrClient, sport: 8080, dport: sport,
+			proto: layers.IPProtocolTCP, ttl: 64, df: true, payload: []byte("hello, client")}
+		replyOut = reply
+		replyOut.srcMAC, replyOut.dstMAC, replyOut.src, replyOut.sport, replyOut.ttl = macF0, macClient, vipNAT, 80, 63
+		return
+	}
+	flow := func(sport uint16) (syn, fwd, reply, replyOut pkt) { return flowTo(r1NAT, sport) }
+	send := func(name string, in pkt, ifindex int, want *pkt) {
+		t.Helper()
+		v, out := l.run(t, prog, in.bytes(t), ifindex)
+		if want == nil {
+			if v != xdpPass {
+				t.Fatalf("%s: verdict %d, want pass", name, v)
+			}
+			return
+		}
+		checkOutput(t, v, out, xdpRedirect, want.bytes(t), in.bytes(t))
+	}
+	reverse := func() int {
+		t.Helper()
+		var n int
+		var err error
+		l.w.Do(func() { n, err = l.set.NAT.Count() })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	conn := func(sport uint16) xmaps.ConnVal {
+		t.Helper()
+		var v xmaps.ConnVal
+		var err error
+		l.w.Do(func() {
+			v, err = l.set.Conns.Lookup(xmaps.ConnKey{Src: xmaps.Be32(addrClient), Dst: xmaps.Be32(vipNAT),
+				Sport: xmaps.Be16(sport), Dport: xmaps.Be16(80), Proto: 6})
+		})
+		if err != nil {
+			t.Fatalf("connection from port %d: %v", sport, err)
+		}
+		return v
+	}
+	r1Key := xmaps.NATRealKey{Ip: xmaps.Be32(r1NAT), Port: xmaps.Be16(8080), Proto: 6}
+	natReal := func() (xmaps.NATRealVal, bool) {
+		t.Helper()
+		var all map[xmaps.NATRealKey]xmaps.NATRealVal
+		var err error
+		l.w.Do(func() { all, err = l.set.NATReals.All() })
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := all[r1Key]
+		return v, ok
+	}
+
+	// Unshared: no reverse entry, the way back in the connection.
+	syn, fwd, reply, replyOut := flow(40000)
+	send("SYN", syn, l.f0, &fwd)
+	if n := reverse(); n != 0 {
+		t.Errorf("%d reverse entries after a new flow to an unshared real, want 0", n)
+	}
+	if c := conn(40000); c.Flags&uint32(xbpf.XlbConnFlagsCONN_F_L2) == 0 || c.L2Ifindex != uint32(l.f0) {
+		t.Errorf("connection %+v: want CONN_F_L2 and the client's link %d", c, l.f0)
+	}
+	send("reply", reply, l.b0, &replyOut)
+
+	// Shared with another NAT service: new flows get reverse entries; the
+	// entry keeps the real id the first flow relies on.
+	before, ok := natReal()
+	if !ok || before.Shared != 0 {
+		t.Fatalf("nat_reals entry of r1 before sharing: %+v, %v", before, ok)
+	}
+	shared := goldenState()
+	shared.Services = append(shared.Services, dataplane.Service{VIP: vipDR, Port: 81, Protocol: 6, Sched: "rr",
+		Kind: dataplane.NAT, Reals: reals(2, 8080, 3)})
+	l.apply(t, shared)
+	if v, ok := natReal(); !ok || v.Shared == 0 || v.RealId != before.RealId {
+		t.Fatalf("nat_reals entry of r1 shared: %+v, %v; want shared with real id %d", v, ok, before.RealId)
+	}
+	send("reply of the flow made before sharing", reply, l.b0, &replyOut)
+	// New flows until rr gives one to r1 again.
+	var sport uint16
+	for p := uint16(40001); p < 40010 && sport == 0; p++ {
+		s, _, _, _ := flow(p)
+		l.run(t, prog, s.bytes(t), l.f0)
+		if c := conn(p); c.RealId == before.RealId {
+			sport = p
+			if c.Flags&uint32(xbpf.XlbConnFlagsCONN_F_L2) != 0 {
+				t.Errorf("a flow to a shared real keeps its way back itself, want a reverse entry")
+			}
+		}
+	}
+	if sport == 0 {
+		t.Fatal("no new flow went to r1")
+	}
+	if n := reverse(); n != int(sport-40000) {
+		t.Errorf("%d reverse entries after %d flows to shared reals", n, sport-40000)
+	}
+	_, _, reply2, replyOut2 := flow(sport)
+	send("reply through a reverse entry", reply2, l.b0, &replyOut2)
+
+	// Persistent: its template is in tk, so a reverse entry holds the way
+	// back; the reply goes through nat_reals and that entry.
+	l.apply(t, st)
+	persist := goldenState()
+	persist.Services[0].PersistTimeout = 300 * time.Second
+	l.apply(t, persist)
+	syn3, _, _, _ := flow(40010)
+	l.run(t, prog, syn3.bytes(t), l.f0)
+	c := conn(40010)
+	if c.Flags&uint32(xbpf.XlbConnFlagsCONN_F_L2) != 0 || c.Flags&uint32(xbpf.XlbConnFlagsCONN_F_PERSIST) == 0 {
+		t.Errorf("persistent connection flags %#x: want CONN_F_PERSIST without CONN_F_L2", c.Flags)
+	}
+	var rv xmaps.RealVal
+	var err error
+	l.w.Do(func() { rv, err = l.set.Reals.Get(c.RealId) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, reply3, replyOut3 := flowTo(xmaps.Addr(rv.Ip), 40010)
+	send("persistent reply", reply3, l.b0, &replyOut3)
+
+	// The real removed: its entry goes, and its flows' replies are not
+	// translated.
+	gone := goldenState()
+	gone.Services[0].Reals = gone.Services[0].Reals[:2] // r3 r2: r1 is last in list order
+	l.apply(t, gone)
+	if v, ok := natReal(); ok {
+		t.Errorf("nat_reals still has removed r1: %+v", v)
+	}
+	send("reply from a removed real", reply, l.b0, nil)
+}
