@@ -410,39 +410,55 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 	s->nk.pad = 0;
 	struct nat_real_val *nr = bpf_map_lookup_elem(&nat_reals, &s->nk);
 	struct nat_val *nv = 0;
-	if (!nr || nr->shared) {
+	if (!nr || nr->shared)
 		nv = bpf_map_lookup_elem(&nat, k);
-		if (!nv && !nr)
-			return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
-	}
 	struct real_val *r = 0;
-	if (!nv) {
+	struct conn_val *cv = 0;
+	if (!nv && nr) {
 		__u32 id = nr->real_id;
 		r = bpf_map_lookup_elem(&reals, &id);
-		if (!r || !(r->flags & REAL_F_VALID) || r->mode != MODE_NAT || r->ip != iph->saddr ||
-		    r->port != ports[0] || r->proto != iph->protocol)
-			return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
-		/* What the reverse entry would say, for the rest of the way. */
-		nv = &s->nv;
-		nv->vip = r->vip;
-		nv->vport = r->vport;
-		nv->svc_id = r->svc_id;
-		nv->real_id = id;
+		if (r && (r->flags & REAL_F_VALID) && r->mode == MODE_NAT && r->ip == iph->saddr &&
+		    r->port == ports[0] && r->proto == iph->protocol) {
+			k->src = iph->daddr;
+			k->dst = r->vip;
+			k->sport = ports[1];
+			k->dport = r->vport;
+			cv = bpf_map_lookup_elem(&conns, k);
+		}
+		if (cv && cv->real_id == id && cv->serial == r->serial) {
+			/* What the reverse entry would say, for the rest of the
+			 * way. */
+			nv = &s->nv;
+			nv->vip = r->vip;
+			nv->vport = r->vport;
+			nv->svc_id = r->svc_id;
+			nv->real_id = id;
+		} else {
+			/* Not a connection of that real's: one of a real with no
+			 * port (it answers from any) may have a reverse entry. */
+			r = 0;
+			cv = 0;
+			*k = pkt_key(iph, ports);
+			nv = bpf_map_lookup_elem(&nat, k);
+		}
 	}
+	if (!nv)
+		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
 	/* The reply moves its connection's state (IPVS's output table); a
 	 * reply whose connection is gone is not ours any more. */
-	k->src = iph->daddr;
-	k->dst = nv->vip;
-	k->sport = ports[1];
-	k->dport = nv->vport;
-	struct conn_val *cv = bpf_map_lookup_elem(&conns, k);
+	if (!cv) {
+		k->src = iph->daddr;
+		k->dst = nv->vip;
+		k->sport = ports[1];
+		k->dport = nv->vport;
+		cv = bpf_map_lookup_elem(&conns, k);
+	}
 	struct conn_cfg *cfg = get_cfg();
 	__u64 now = now_ns();
 	/* A reply from a real the connection has left (its entry was reused
 	 * for a new connection elsewhere) is not the connection's: ip_vs_out
 	 * would not find it either. */
-	if (!cv || !cfg || now >= cv->expires || cv->dead || cv->real_id != nv->real_id ||
-	    (r && cv->serial != r->serial))
+	if (!cv || !cfg || now >= cv->expires || cv->dead || cv->real_id != nv->real_id)
 		return count(VERDICT_PASS_NO_CONN, XDP_PASS);
 	if (r) {
 		if (cv->flags & CONN_F_L2) {

@@ -150,6 +150,21 @@ func TestNATWithoutReverseEntries(t *testing.T) {
 	_, _, reply3, replyOut3 := flowTo(xmaps.Addr(rv.Ip), 40010)
 	send("persistent reply", reply3, l.b0, &replyOut3)
 
+	// A real without a port (vipAll's) answers from whatever port the
+	// client asked for: here 8080, which makes its address and port those
+	// of a vipNAT real in nat_reals. The reply is not that real's
+	// connection; the flow's reverse entry translates it.
+	l.apply(t, st)
+	all := fromClient(vipAll, 8080, layers.IPProtocolTCP)
+	all.sport = 40020
+	_, out := l.run(t, prog, all.bytes(t), l.f0)
+	real := netip.AddrFrom4([4]byte(out[30:34]))
+	allReply := pkt{srcMAC: realMAC(real), dstMAC: macB0, src: real, dst: addrClient, sport: 8080, dport: 40020,
+		proto: layers.IPProtocolTCP, ttl: 64, df: true, payload: []byte("hello, client")}
+	allOut := allReply
+	allOut.srcMAC, allOut.dstMAC, allOut.src, allOut.ttl = macF0, macClient, vipAll, 63
+	send("reply of a real without a port", allReply, l.b0, &allOut)
+
 	// The real removed: its entry goes, and its flows' replies are not
 	// translated.
 	gone := goldenState()
