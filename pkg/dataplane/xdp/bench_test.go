@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/xlbd/xlbd/bpf"
 	"github.com/xlbd/xlbd/pkg/dataplane"
+	"github.com/xlbd/xlbd/pkg/maps"
 	"github.com/xlbd/xlbd/pkg/metrics"
 )
 
@@ -28,7 +30,9 @@ import (
 // trivial program and to Katran's matching case: the figures to compare
 // across machines. above-trivial-ns is the balancer's own cost.
 func BenchmarkPerPacket(b *testing.B) {
-	l := benchLab(b, 1<<20)
+	// The default connection table, as a new user runs it, emptied by gc
+	// after each case of new flows: a case's flows fit in it.
+	l := benchLab(b, maps.DefaultConnTableSize)
 	var pass bpf.PassObjects
 	if err := bpf.LoadPassObjects(&pass, nil); err != nil {
 		b.Fatal(err)
@@ -83,6 +87,11 @@ func BenchmarkPerPacket(b *testing.B) {
 			if c.full {
 				l = fullLab(b, append([]byte(nil), c.pkt...), &flow)
 			}
+			if c.new {
+				if err := kat.newRateWindow(); err != nil {
+					b.Fatal(err)
+				}
+			}
 			pkt := append([]byte(nil), c.pkt...)
 			kpkt := append([]byte(nil), c.katran...)
 			lb, base, kt := make([]uint32, 0, b.N), make([]uint32, 0, b.N), make([]uint32, 0, b.N)
@@ -136,6 +145,9 @@ func BenchmarkPerPacket(b *testing.B) {
 			if failed != nil {
 				b.Fatal(failed)
 			}
+			if c.new && !c.full {
+				l.expireAll(b)
+			}
 			m, mb := median(lb), median(base)
 			b.ReportMetric(m, "ns/pkt")
 			b.ReportMetric(mb, "trivial-ns/pkt")
@@ -160,6 +172,22 @@ func benchLab(b *testing.B, conns uint32) *lab {
 		b.Fatal(err)
 	}
 	return l
+}
+
+// expireAll has gc retire every flow, as if their timeouts had passed.
+func (l *lab) expireAll(b *testing.B) {
+	var err error
+	l.w.Do(func() {
+		// Far beyond any timeout, and far from 0, which is the real clock.
+		if err = l.set.Clock.Set(uint64(1 << 62)); err != nil {
+			return
+		}
+		_, err = l.set.GC.Run()
+		err = errors.Join(err, l.set.Clock.Set(uint64(0)))
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
 }
 
 // fullConns is the connection table of fullLab: small enough to fill in
@@ -312,7 +340,7 @@ func BenchmarkScrape(b *testing.B) {
 // 3, 100 and 1000 reals (DR, so that no route lookup is in the figure),
 // beside the trivial program in the same run.
 func BenchmarkNewFlowPerScheduler(b *testing.B) {
-	l := newLabSized(b, 1<<20)
+	l := newLabSized(b, maps.DefaultConnTableSize)
 	var pass bpf.PassObjects
 	if err := bpf.LoadPassObjects(&pass, nil); err != nil {
 		b.Fatal(err)
@@ -336,11 +364,10 @@ func BenchmarkNewFlowPerScheduler(b *testing.B) {
 						Addr: netip.AddrFrom4([4]byte{10, 50, 1, byte(11 + i%200)}), Port: uint16(1000 + i), Weight: w})
 				}
 				l.apply(b, dataplane.State{Services: []dataplane.Service{svc}})
-				// Every case starts from an empty table: a fuller one
-				// costs more per insert, which is not the scheduler's.
-				if err := l.set.Conns.Flush(); err != nil {
-					b.Fatal(err)
-				}
+				// Every case starts from an empty table (a fuller one
+				// costs more per insert, which is not the scheduler's),
+				// its reals' counts given back.
+				l.expireAll(b)
 				pkt := fromClient(vipDR, 80, layers.IPProtocolTCP).bytes(b)
 				lb, base := make([]uint32, 0, b.N), make([]uint32, 0, b.N)
 				var failed error

@@ -40,6 +40,29 @@ func (k *katran) Close() {
 	}
 }
 
+// katranConnRateKey is the stats entry where Katran counts new connections
+// per second (MAX_VIPS + NEW_CONN_RATE_CNTR).
+const katranConnRateKey = 512 + 2
+
+// newRateWindow starts Katran's new-connection count over. Past
+// MAX_CONN_RATE (125,000) new connections in a second on one CPU, Katran
+// takes itself to be under a SYN flood and stops adding flows to its LRU,
+// which makes its SYN about 2.5 times cheaper; the loop sends new flows
+// faster than that, so without this Katran's new-flow figure would be its
+// flood mode's whenever cases ran back to back within a second.
+func (k *katran) newRateWindow() error {
+	if k == nil {
+		return nil
+	}
+	m := k.coll.Maps["stats"]
+	zero := make([][2]uint64, m.MaxEntries()) // one per possible CPU is enough room
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return err
+	}
+	return m.Put(uint32(katranConnRateKey), zero[:n])
+}
+
 // katranSrc is the Katran checkout to build, or "" with the reason the
 // Katran columns are empty.
 func katranSrc() (string, string) {
