@@ -717,7 +717,6 @@ static __noinline int nat_forward(struct xdp_md *ctx, struct real_val *r, __u32 
 	struct iphdr *iph = h.iph;
 	__u16 *l4check = h.l4check;
 	__be16 *ports = h.ports;
-	__u64 now = now_ns();
 	/* A real without a port takes the packet's (port-0 services). */
 	__be16 rport = r->port ?: ports[1];
 	struct scratch *s = get_scratch();
@@ -745,7 +744,7 @@ static __noinline int nat_forward(struct xdp_md *ctx, struct real_val *r, __u32 
 			*rk = pkt_key(iph, ports);
 			struct conn_val *c = bpf_map_lookup_elem(&conns, rk);
 			if (c) {
-				conn_retire(c, now);
+				conn_retire(c, now_ns());
 				bpf_map_delete_elem(&conns, rk);
 			}
 			return count(VERDICT_DROP_CONN_FULL, XDP_DROP);
@@ -886,20 +885,27 @@ int xdp_lb(struct xdp_md *ctx)
 		return count(VERDICT_PASS_NOT_IPV4, XDP_PASS);
 
 	struct iphdr *iph = (void *)(eth + 1);
+	if ((void *)(iph + 1) > data_end)
+		return count(VERDICT_PASS_MALFORMED, XDP_PASS);
+	/* The address filter before anything else: on a shared host most
+	 * packets are for no VIP and from no NAT real, and are none of the
+	 * balancer's business, whole or not. */
+	__u32 bucket = addr_bucket(iph->daddr);
+	__u8 *filter = bpf_map_lookup_elem(&addr_filter, &bucket);
+	if (!filter)
+		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+	int to_vip = *filter & FILTER_VIP;
+	if (!to_vip) {
+		bucket = addr_bucket(iph->saddr);
+		filter = bpf_map_lookup_elem(&addr_filter, &bucket);
+		if (!filter || !(*filter & FILTER_NAT_REAL))
+			return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+	}
 	int hlen = ipv4_hdr_len(iph, data_end);
 	if (!hlen)
 		return count(VERDICT_PASS_MALFORMED, XDP_PASS);
 	__u32 tot = bpf_ntohs(iph->tot_len);
 	if (iph->frag_off & bpf_htons(IP_OFFSET)) {
-		/* Only fragments of the balancer's datagrams are its business. */
-		__u32 b = addr_bucket(iph->daddr);
-		__u8 *fl = bpf_map_lookup_elem(&addr_filter, &b);
-		if (!fl || !(*fl & FILTER_VIP)) {
-			b = addr_bucket(iph->saddr);
-			fl = bpf_map_lookup_elem(&addr_filter, &b);
-			if (!fl || !(*fl & FILTER_NAT_REAL))
-				return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
-		}
 		if (!ipv4_csum_ok(iph, hlen, data_end))
 			return count(VERDICT_PASS_MALFORMED, XDP_PASS);
 		return later_fragment(ctx, tot);
@@ -926,19 +932,11 @@ int xdp_lb(struct xdp_md *ctx)
 	}
 	__be16 *ports = l4;
 
-	__u32 bucket = addr_bucket(iph->daddr);
-	__u8 *filter = bpf_map_lookup_elem(&addr_filter, &bucket);
-	if (!filter)
-		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
-	if (!(*filter & FILTER_VIP)) {
-		bucket = addr_bucket(iph->saddr);
-		filter = bpf_map_lookup_elem(&addr_filter, &bucket);
-		if (filter && (*filter & FILTER_NAT_REAL)) {
-			if (!ipv4_csum_ok(iph, hlen, data_end))
-				return count(VERDICT_PASS_MALFORMED, XDP_PASS);
-			return nat_reply(ctx, tot, tcp_flags);
-		}
-		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
+	if (!to_vip) {
+		/* From a NAT real (the filter said so above). */
+		if (!ipv4_csum_ok(iph, hlen, data_end))
+			return count(VERDICT_PASS_MALFORMED, XDP_PASS);
+		return nat_reply(ctx, tot, tcp_flags);
 	}
 	if (!ipv4_csum_ok(iph, hlen, data_end))
 		return count(VERDICT_PASS_MALFORMED, XDP_PASS);
