@@ -35,8 +35,10 @@ func writeForwarding(b *doc, in *input) {
 		"A client, the balancer and the real servers in network namespaces joined by veths; the same\n"+
 		"traffic through plain kernel routing (no NAT), nftables DNAT doing xlbd's NAT job, and xlbd's\n"+
 		"XDP program, in the same run: bulk TCP (iperf3), 64-byte UDP, and new TCP connections. CPU is\n"+
-		"the machine's, per packet or per connection: routing's own, and what nftables and xlbd add to\n"+
-		"it. go test -count repeats each case on its own, one after the other, so ratios and added CPU\n"+
+		"the benchmark's (its own process, everything it started, xlbd and iperf3 included, and the\n"+
+		"kernel's softirq threads: veth forwarding runs there or in the sender), per packet or per\n"+
+		"connection: routing's own, and what nftables and xlbd add to it. The machine's CPU would count\n"+
+		"other people's processes too. go test -count repeats each case on its own, one after the other, so ratios and added CPU\n"+
 		"set each run of nftables and xlbd against the median of routing's runs. On 2 cores the traffic\n"+
 		"generator dominates: issue 15's aim is xlbd at or above plain routing in every rate, its added\n"+
 		"CPU per packet under nftables'.\n\n")

@@ -35,11 +35,14 @@ func (s *Services) Delete(k SvcKey) error {
 }
 
 // All returns every entry of both generations.
-func (s *Services) All() (map[SvcKey]SvcVal, error) {
-	out := map[SvcKey]SvcVal{}
-	var k SvcKey
-	var v SvcVal
-	it := s.m.Iterate()
+func (s *Services) All() (map[SvcKey]SvcVal, error) { return allEntries[SvcKey, SvcVal](s.m) }
+
+// allEntries reads a whole hash map.
+func allEntries[K comparable, V any](m *ebpf.Map) (map[K]V, error) {
+	out := map[K]V{}
+	var k K
+	var v V
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		out[k] = v
 	}
@@ -205,14 +208,7 @@ type NATReals struct {
 
 // All returns what the table holds.
 func (n *NATReals) All() (map[NATRealKey]NATRealVal, error) {
-	out := map[NATRealKey]NATRealVal{}
-	var k NATRealKey
-	var v NATRealVal
-	it := n.m.Iterate()
-	for it.Next(&k, &v) {
-		out[k] = v
-	}
-	return out, it.Err()
+	return allEntries[NATRealKey, NATRealVal](n.m)
 }
 
 // Current is what the table holds, as read once and written since; the

@@ -409,7 +409,13 @@ func (t *Tables) writeNATReals(st dataplane.State) error {
 	if err != nil {
 		return err
 	}
-	ids := map[xmaps.NATRealKey][]uint32{}
+	// One map, kept between applies: with 10,000 reals a fresh map (and a
+	// slice per real) was most of an apply that changes one weight.
+	if t.natWant == nil {
+		t.natWant = map[xmaps.NATRealKey]xmaps.NATRealVal{}
+	}
+	want := t.natWant
+	clear(want)
 	for _, s := range st.Services {
 		if m, _ := mode(s.Kind); m != xmaps.ModeNAT {
 			continue
@@ -420,19 +426,21 @@ func (t *Tables) writeNATReals(st dataplane.State) error {
 				continue
 			}
 			k := xmaps.NATRealKey{Ip: xmaps.Be32(r.Addr), Port: xmaps.Be16(r.Port), Proto: s.Protocol}
-			ids[k] = append(ids[k], a.ids[i])
-		}
-	}
-	want := make(map[xmaps.NATRealKey]xmaps.NATRealVal, len(ids))
-	for k, list := range ids {
-		v := xmaps.NATRealVal{RealId: list[0]}
-		if len(list) > 1 {
-			v.Shared = 1
-			if old, ok := have[k]; ok && slices.Contains(list, old.RealId) {
-				v.RealId = old.RealId
+			id := a.ids[i]
+			v, seen := want[k]
+			switch {
+			case !seen:
+				v.RealId = id
+			case v.Shared == 0:
+				v.Shared = 1
+				fallthrough
+			default:
+				if old, ok := have[k]; ok && old.RealId == id {
+					v.RealId = id
+				}
 			}
+			want[k] = v
 		}
-		want[k] = v
 	}
 	if err := t.set.NATReals.Set(want); err != nil {
 		return fmt.Errorf("nat_reals: %w", err)
