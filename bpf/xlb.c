@@ -386,6 +386,28 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, __u16 mtu, __be32 sr
 	return count(VERDICT_TX_ICMP_TOO_BIG, XDP_TX);
 }
 
+/* nat_real is nat_reals' entry for a real's address, port and protocol. */
+static __always_inline struct nat_real_val *nat_real(struct scratch *s, __be32 ip, __be16 port, __u8 proto)
+{
+	s->nk.ip = ip;
+	s->nk.port = port;
+	s->nk.proto = proto;
+	s->nk.pad = 0;
+	return bpf_map_lookup_elem(&nat_reals, &s->nk);
+}
+
+/* reply_conn is the connection a NAT reply belongs to, had it come from
+ * vip:vport: the client's packets' own 5-tuple, built in k. */
+static __always_inline struct conn_val *reply_conn(struct conn_key *k, struct iphdr *iph, __be16 *ports, __be32 vip,
+						   __be16 vport)
+{
+	k->src = iph->daddr;
+	k->dst = vip;
+	k->sport = ports[1];
+	k->dport = vport;
+	return bpf_map_lookup_elem(&conns, k);
+}
+
 /* A NAT reply from a real server: source back to VIP:port, then to the
  * client. */
 static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
@@ -404,11 +426,7 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 	*k = pkt_key(iph, ports);
 	/* Its real, when it is the only one of its address, port and
 	 * protocol, names the VIP; otherwise the flow's reverse entry does. */
-	s->nk.ip = iph->saddr;
-	s->nk.port = ports[0];
-	s->nk.proto = iph->protocol;
-	s->nk.pad = 0;
-	struct nat_real_val *nr = bpf_map_lookup_elem(&nat_reals, &s->nk);
+	struct nat_real_val *nr = nat_real(s, iph->saddr, ports[0], iph->protocol);
 	struct nat_val *nv = 0;
 	if (!nr || nr->shared)
 		nv = bpf_map_lookup_elem(&nat, k);
@@ -418,13 +436,8 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 		__u32 id = nr->real_id;
 		r = bpf_map_lookup_elem(&reals, &id);
 		if (r && (r->flags & REAL_F_VALID) && r->mode == MODE_NAT && r->ip == iph->saddr &&
-		    r->port == ports[0] && r->proto == iph->protocol) {
-			k->src = iph->daddr;
-			k->dst = r->vip;
-			k->sport = ports[1];
-			k->dport = r->vport;
-			cv = bpf_map_lookup_elem(&conns, k);
-		}
+		    r->port == ports[0] && r->proto == iph->protocol)
+			cv = reply_conn(k, iph, ports, r->vip, r->vport);
 		if (cv && cv->real_id == id && cv->serial == r->serial) {
 			/* What the reverse entry would say, for the rest of the
 			 * way. */
@@ -446,13 +459,8 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 		return count(VERDICT_PASS_NOT_VIP, XDP_PASS);
 	/* The reply moves its connection's state (IPVS's output table); a
 	 * reply whose connection is gone is not ours any more. */
-	if (!cv) {
-		k->src = iph->daddr;
-		k->dst = nv->vip;
-		k->sport = ports[1];
-		k->dport = nv->vport;
-		cv = bpf_map_lookup_elem(&conns, k);
-	}
+	if (!cv)
+		cv = reply_conn(k, iph, ports, nv->vip, nv->vport);
 	struct conn_cfg *cfg = get_cfg();
 	__u64 now = now_ns();
 	/* A reply from a real the connection has left (its entry was reused
@@ -684,19 +692,13 @@ static __noinline int later_fragment(struct xdp_md *ctx, __u32 tot)
  * the only one of its address, port and protocol. A persistent one keeps
  * its template in tk, and a real without a port (port-0 services) answers
  * from whatever port the client asked for: both have reverse entries. */
-static __always_inline void nat_l2(struct conn_val *nc, struct real_val *r, __u32 real_id, struct ethhdr *eth,
+static __always_inline void nat_l2(struct scratch *s, struct real_val *r, __u32 real_id, struct ethhdr *eth,
 				   __u32 ifindex)
 {
+	struct conn_val *nc = &s->nc;
 	if ((nc->flags & CONN_F_PERSIST) || !r->port)
 		return;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return;
-	s->nk.ip = r->ip;
-	s->nk.port = r->port;
-	s->nk.proto = r->proto;
-	s->nk.pad = 0;
-	struct nat_real_val *nr = bpf_map_lookup_elem(&nat_reals, &s->nk);
+	struct nat_real_val *nr = nat_real(s, r->ip, r->port, r->proto);
 	if (!nr || nr->shared || nr->real_id != real_id)
 		return;
 	struct conn_l2 *l2 = (struct conn_l2 *)&nc->tk;
@@ -810,9 +812,6 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 	} else {
 		/* ip_vs_sched_persist: one template per client network, VIP and
 		 * port decides the real while it lives, even a quiesced one. */
-		struct scratch *s = get_scratch();
-		if (!s)
-			return NO_REAL;
 		/* The key is the new entry's own copy. */
 		struct tmpl_key *tk = &nc->tk;
 		tk->client = ck->src & sv->persist_mask;
@@ -838,6 +837,9 @@ __noinline __u32 xlb_new_conn(struct svc_val *sv, struct conn_key *ck, __u32 gen
 			nc->flags |= CONN_F_PICKED;
 			struct real_val *r = bpf_map_lookup_elem(&reals, &id);
 			if (!r)
+				return NO_REAL;
+			struct scratch *s = get_scratch();
+			if (!s)
 				return NO_REAL;
 			struct tmpl_val *nt = &s->nt;
 			__builtin_memset(nt, 0, sizeof(*nt));
@@ -1039,7 +1041,7 @@ int xdp_lb(struct xdp_md *ctx)
 			return count(VERDICT_DROP_ERROR, XDP_DROP);
 		real_bind(real_id, r, 0, nc->flags & CONN_F_ACTIVE);
 		if (r->mode == MODE_NAT)
-			nat_l2(nc, r, real_id, eth, ctx->ingress_ifindex);
+			nat_l2(s, r, real_id, eth, ctx->ingress_ifindex);
 		/* IPVS expires the entry a new SYN reused at the next tick: it is
 		 * still counted when the new one is bound. */
 		if (old)
