@@ -409,13 +409,7 @@ func (t *Tables) writeNATReals(st dataplane.State) error {
 	if err != nil {
 		return err
 	}
-	// One map, kept between applies: with 10,000 reals a fresh map (and a
-	// slice per real) was most of an apply that changes one weight.
-	if t.natWant == nil {
-		t.natWant = map[xmaps.NATRealKey]xmaps.NATRealVal{}
-	}
-	want := t.natWant
-	clear(want)
+	want := make(map[xmaps.NATRealKey]xmaps.NATRealVal, len(have))
 	for _, s := range st.Services {
 		if m, _ := mode(s.Kind); m != xmaps.ModeNAT {
 			continue

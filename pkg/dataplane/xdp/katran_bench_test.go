@@ -54,13 +54,12 @@ func (k *katran) newRateWindow() error {
 	if k == nil {
 		return nil
 	}
-	m := k.coll.Maps["stats"]
-	zero := make([][2]uint64, m.MaxEntries()) // one per possible CPU is enough room
 	n, err := ebpf.PossibleCPU()
 	if err != nil {
 		return err
 	}
-	return m.Put(uint32(katranConnRateKey), zero[:n])
+	// struct lb_stats {v1, v2} per CPU, all zero.
+	return k.coll.Maps["stats"].Put(uint32(katranConnRateKey), make([][2]uint64, n))
 }
 
 // katranSrc is the Katran checkout to build, or "" with the reason the

@@ -41,7 +41,6 @@ type Tables struct {
 
 	mu       sync.Mutex
 	gen      uint32
-	natWant  map[maps.NATRealKey]maps.NATRealVal // writeNATReals's, reused
 	svcIDs   map[svcIdent]uint32
 	realIDs  map[realIdent]uint32
 	realVals map[uint32]maps.RealVal
