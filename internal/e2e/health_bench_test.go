@@ -320,19 +320,11 @@ func (s *hbServer) lateness(from, to time.Time, delay time.Duration) []time.Dura
 // in clock ticks of 10 ms (USER_HZ is 100 on Linux).
 func procCPU(b testing.TB, pid int) time.Duration {
 	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := testbed.ProcCPU(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := string(raw)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	// f[0] is field 3 (state): utime and stime are fields 14 and 15.
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		b.Fatalf("/proc/%d/stat: %q", pid, s)
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	return d
 }
 
 type hbMetricsSample struct{ checks, durSum, durCount float64 }

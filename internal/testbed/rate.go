@@ -58,41 +58,20 @@ func MachineCPU() (time.Duration, error) {
 // context, charged to the sender, and what softirq defers goes to
 // ksoftirqd.
 func OwnCPU() (time.Duration, error) {
-	type task struct {
-		ppid  int
-		ticks int64 // utime, stime, cutime, cstime
-		comm  string
-	}
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, err
 	}
-	tasks := map[int]task{}
+	tasks := map[int]procStat{}
 	children := map[int][]int{}
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
 		}
-		raw, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		t, err := readProcStat(pid)
 		if err != nil {
 			continue // exited meanwhile
-		}
-		s := string(raw)
-		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || end < open {
-			continue
-		}
-		// f[0] is field 3 (state): ppid is field 4, utime to cstime 14 to 17.
-		f := strings.Fields(s[end+1:])
-		if len(f) < 15 {
-			continue
-		}
-		t := task{comm: s[open+1 : end]}
-		t.ppid, _ = strconv.Atoi(f[1])
-		for _, v := range f[11:15] {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			t.ticks += n
 		}
 		tasks[pid] = t
 		children[t.ppid] = append(children[t.ppid], pid)
@@ -100,15 +79,59 @@ func OwnCPU() (time.Duration, error) {
 	var ticks int64
 	for _, t := range tasks {
 		if strings.HasPrefix(t.comm, "ksoftirqd/") {
-			ticks += t.ticks
+			ticks += t.own + t.children
 		}
 	}
 	for todo := []int{os.Getpid()}; len(todo) > 0; {
 		pid := todo[len(todo)-1]
 		todo = append(todo[:len(todo)-1], children[pid]...)
-		ticks += tasks[pid].ticks
+		ticks += tasks[pid].own + tasks[pid].children
 	}
 	return time.Duration(ticks) * time.Second / userHZ, nil
+}
+
+// ProcCPU is the CPU time (user and system) process pid has used so far,
+// not counting its children.
+func ProcCPU(pid int) (time.Duration, error) {
+	t, err := readProcStat(pid)
+	return time.Duration(t.own) * time.Second / userHZ, err
+}
+
+// procStat is what the benchmarks read of /proc/PID/stat.
+type procStat struct {
+	comm     string
+	ppid     int
+	own      int64 // utime + stime, in USER_HZ ticks
+	children int64 // cutime + cstime: children waited for
+}
+
+func readProcStat(pid int) (procStat, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	s := string(raw)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+	}
+	// f[0] is field 3 (state): ppid is field 4, utime to cstime 14 to 17.
+	f := strings.Fields(s[end+1:])
+	if len(f) < 15 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+	}
+	t := procStat{comm: s[open+1 : end]}
+	var ticks [4]int64
+	for i, v := range f[11:15] {
+		if ticks[i], err = strconv.ParseInt(v, 10, 64); err != nil {
+			return procStat{}, fmt.Errorf("/proc/%d/stat: %q: %w", pid, s, err)
+		}
+	}
+	if t.ppid, err = strconv.Atoi(f[1]); err != nil {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %q: %w", pid, s, err)
+	}
+	t.own, t.children = ticks[0]+ticks[1], ticks[2]+ticks[3]
+	return t, nil
 }
 
 // RxPackets sums the packets the named interfaces of n have received, as
