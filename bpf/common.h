@@ -14,6 +14,11 @@
 #define IP_OFFSET 0x1fff
 #define IP_DF 0x4000
 
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+	return *(const __u32 *)a == *(const __u32 *)b && *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
+}
+
 static __always_inline __u16 csum_fold(__u64 s)
 {
 	s = (s & 0xffffffff) + (s >> 32);

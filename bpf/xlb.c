@@ -386,9 +386,17 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, __u16 mtu, __be32 sr
 	return count(VERDICT_TX_ICMP_TOO_BIG, XDP_TX);
 }
 
-/* nat_real is nat_reals' entry for a real's address, port and protocol. */
+/* nat_real is nat_reals' entry for a real's address, port and protocol:
+ * from its slot when that holds it. */
 static __always_inline struct nat_real_val *nat_real(struct scratch *s, __be32 ip, __be16 port, __u8 proto)
 {
+	__u32 i = nat_slot_of(ip, port);
+	struct nat_slot *sl = bpf_map_lookup_elem(&nat_slots, &i);
+	if (sl && sl->used && sl->ip == ip && sl->port == port && sl->proto == proto) {
+		s->nr.real_id = sl->real_id;
+		s->nr.shared = 0;
+		return &s->nr;
+	}
 	s->nk.ip = ip;
 	s->nk.port = port;
 	s->nk.proto = proto;
@@ -491,18 +499,39 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 	struct bpf_fib_lookup *p = &s->fib;
 	int rc = BPF_FIB_LKUP_RET_SUCCESS;
 	__u32 gen = route_gen();
-	/* Keyed by the packet's own destination field, which the rewrite
-	 * leaves alone. */
-	struct rt_val *rt = gen ? bpf_map_lookup_elem(&client_rt, &iph->daddr) : 0;
-	if (!rt_hit(rt, iph->daddr, gen, p)) {
-		rc = fib_route(ctx, iph, nv->vip, iph->daddr, nv->vport, ports[1], p);
-		if (gen && rc == BPF_FIB_LKUP_RET_SUCCESS) {
-			if (rt) {
-				rt_fill(rt, iph->daddr, gen, p);
-			} else {
-				rt_fill(&s->rt, iph->daddr, gen, p);
-				bpf_map_update_elem(&client_rt, &iph->daddr, &s->rt, BPF_ANY);
+	/* nv holds the connection's conn_l2 when r is set and it has one. */
+	int l2 = r && (cv->flags & CONN_F_L2);
+	if (l2 && gen && cv->rt_gen == gen) {
+		/* Routed back the way the client came, in this generation: the
+		 * connection's own entry has the route, one lookup fewer. */
+		p->ifindex = nv->ifindex;
+		p->mtu_result = cv->rt_mtu;
+		__builtin_memcpy(p->dmac, nv->cmac, ETH_ALEN);
+		__builtin_memcpy(p->smac, nv->lbmac, ETH_ALEN);
+	} else {
+		/* Keyed by the packet's own destination field, which the
+		 * rewrite leaves alone. */
+		struct rt_val *rt = gen ? bpf_map_lookup_elem(&client_rt, &iph->daddr) : 0;
+		if (!rt_hit(rt, iph->daddr, gen, p)) {
+			rc = fib_route(ctx, iph, nv->vip, iph->daddr, nv->vport, ports[1], p);
+			if (gen && rc == BPF_FIB_LKUP_RET_SUCCESS) {
+				if (rt) {
+					rt_fill(rt, iph->daddr, gen, p);
+				} else {
+					rt_fill(&s->rt, iph->daddr, gen, p);
+					bpf_map_update_elem(&client_rt, &iph->daddr, &s->rt, BPF_ANY);
+				}
 			}
+		}
+		/* The usual case (a client, or its router, on the link its
+		 * packets came in by) is remembered in the connection. The MTU
+		 * first: a reader on another CPU that sees the generation sees
+		 * it too. */
+		if (l2 && gen && rc == BPF_FIB_LKUP_RET_SUCCESS && p->ifindex == nv->ifindex &&
+		    mac_eq(p->dmac, nv->cmac) && mac_eq(p->smac, nv->lbmac)) {
+			cv->rt_mtu = p->mtu_result;
+			barrier();
+			cv->rt_gen = gen;
 		}
 	}
 	int f = FIT_OK;

@@ -58,8 +58,8 @@ type XlbConnVal struct {
 	L2Ifindex uint32
 	Tk        XlbTmplKey
 	TmplTag   uint32
-	Pad2      uint32
-	_         [4]byte
+	RtGen     uint32
+	RtMtu     uint32
 }
 
 type XlbCtlVal struct {
@@ -158,6 +158,15 @@ type XlbNatRealVal struct {
 	_      structs.HostLayout
 	RealId uint32
 	Shared uint32
+}
+
+type XlbNatSlot struct {
+	_      structs.HostLayout
+	Ip     uint32
+	Port   uint16
+	Proto  uint8
+	Used   uint8
+	RealId uint32
 }
 
 type XlbNatVal struct {
@@ -391,6 +400,7 @@ const (
 	XlbMapLblcTable         = "lblc_table"
 	XlbMapNat               = "nat"
 	XlbMapNatReals          = "nat_reals"
+	XlbMapNatSlots          = "nat_slots"
 	XlbMapPersist           = "persist"
 	XlbMapPickTree          = "pick_tree"
 	XlbMapPmtu              = "pmtu"
@@ -413,6 +423,8 @@ const (
 	XlbProgXdpLb            = "xdp_lb"
 	XlbVarNowOverride       = "now_override"
 	XlbVarRandOverride      = "rand_override"
+	XlbVarTickBase          = "tick_base"
+	XlbVarTickNs            = "tick_ns"
 	XlbVarUnusedConnFlags   = "unused_conn_flags"
 	XlbVarUnusedFilterFlags = "unused_filter_flags"
 	XlbVarUnusedFragFlags   = "unused_frag_flags"
@@ -486,6 +498,7 @@ type XlbMapSpecs struct {
 	LblcTable   *ebpf.MapSpec `ebpf:"lblc_table"`
 	Nat         *ebpf.MapSpec `ebpf:"nat"`
 	NatReals    *ebpf.MapSpec `ebpf:"nat_reals"`
+	NatSlots    *ebpf.MapSpec `ebpf:"nat_slots"`
 	Persist     *ebpf.MapSpec `ebpf:"persist"`
 	PickTree    *ebpf.MapSpec `ebpf:"pick_tree"`
 	Pmtu        *ebpf.MapSpec `ebpf:"pmtu"`
@@ -510,6 +523,8 @@ type XlbMapSpecs struct {
 type XlbVariableSpecs struct {
 	NowOverride       *ebpf.VariableSpec `ebpf:"now_override"`
 	RandOverride      *ebpf.VariableSpec `ebpf:"rand_override"`
+	TickBase          *ebpf.VariableSpec `ebpf:"tick_base"`
+	TickNs            *ebpf.VariableSpec `ebpf:"tick_ns"`
 	UnusedConnFlags   *ebpf.VariableSpec `ebpf:"unused_conn_flags"`
 	UnusedFilterFlags *ebpf.VariableSpec `ebpf:"unused_filter_flags"`
 	UnusedFragFlags   *ebpf.VariableSpec `ebpf:"unused_frag_flags"`
@@ -551,6 +566,7 @@ type XlbMaps struct {
 	LblcTable   *ebpf.Map `ebpf:"lblc_table"`
 	Nat         *ebpf.Map `ebpf:"nat"`
 	NatReals    *ebpf.Map `ebpf:"nat_reals"`
+	NatSlots    *ebpf.Map `ebpf:"nat_slots"`
 	Persist     *ebpf.Map `ebpf:"persist"`
 	PickTree    *ebpf.Map `ebpf:"pick_tree"`
 	Pmtu        *ebpf.Map `ebpf:"pmtu"`
@@ -581,6 +597,7 @@ func (m *XlbMaps) Close() error {
 		m.LblcTable,
 		m.Nat,
 		m.NatReals,
+		m.NatSlots,
 		m.Persist,
 		m.PickTree,
 		m.Pmtu,
@@ -606,6 +623,8 @@ func (m *XlbMaps) Close() error {
 type XlbVariables struct {
 	NowOverride       *ebpf.Variable `ebpf:"now_override"`
 	RandOverride      *ebpf.Variable `ebpf:"rand_override"`
+	TickBase          *ebpf.Variable `ebpf:"tick_base"`
+	TickNs            *ebpf.Variable `ebpf:"tick_ns"`
 	UnusedConnFlags   *ebpf.Variable `ebpf:"unused_conn_flags"`
 	UnusedFilterFlags *ebpf.Variable `ebpf:"unused_filter_flags"`
 	UnusedFragFlags   *ebpf.Variable `ebpf:"unused_frag_flags"`

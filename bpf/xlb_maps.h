@@ -213,7 +213,11 @@ struct conn_val {
 	__u32 l2_ifindex; /* CONN_F_L2: where the client's packets came in */
 	struct tmpl_key tk; /* CONN_F_PERSIST: its template; CONN_F_L2: conn_l2 */
 	__u32 tmpl_tag; /* identifies the template instance it counts in */
-	__u32 pad2;
+	/* CONN_F_L2: the route generation in which the client's replies were
+	 * routed back out l2_ifindex to cmac from lbmac (0: never), and that
+	 * route's MTU. A reply then needs no route lookup of its own. */
+	__u32 rt_gen;
+	__u32 rt_mtu;
 };
 
 struct tmpl_val {
@@ -468,6 +472,36 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nat_reals SEC(".maps");
 
+/* nat_reals' unshared entries, direct-mapped by address and port: an array
+ * slot is one load where the hash table is a hash and a bucket walk, paid
+ * by every reply and every new NAT flow. Where two reals meet in a slot,
+ * the one user space wrote keeps it and the other is found in nat_reals,
+ * as is any real whose slot is empty or names another: the slots only
+ * ever save a lookup. Not pinned: a new program starts with them empty,
+ * and the first apply fills them. */
+#define NAT_SLOT_BITS 16
+
+struct nat_slot {
+	__be32 ip;
+	__be16 port;
+	__u8 proto;
+	__u8 used;
+	__u32 real_id;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << NAT_SLOT_BITS);
+	__type(key, __u32);
+	__type(value, struct nat_slot);
+} nat_slots SEC(".maps");
+
+/* The raw network-order words, as pkg/maps.NATSlot computes them. */
+static __always_inline __u32 nat_slot_of(__be32 ip, __be16 port)
+{
+	return ((ip ^ (__u32)port) * 2654435761u) >> (32 - NAT_SLOT_BITS);
+}
+
 /* One reverse entry per NAT connection whose real is shared, persistent or
  * of a port-0 service, removed by gc with its connection. */
 struct {
@@ -520,6 +554,7 @@ struct scratch {
 	struct nat_val nv;	    /* nat_forward's reverse entry */
 	struct rt_val rt;	    /* a new client_rt entry */
 	struct nat_real_key nk;	    /* nat_reals' key */
+	struct nat_real_val nr;	    /* what a nat_slots hit found */
 	struct frag_key fk;	    /* frag_note's */
 	struct frag_val fv;
 };
@@ -636,12 +671,24 @@ struct {
 volatile __u64 now_override;
 volatile __u32 rand_override[2];
 
-/* The coarse clock (one tick of resolution) is plenty for timeouts of
- * seconds and costs a fraction of bpf_ktime_get_ns. */
+/* The packets' clock has one tick of resolution, plenty for timeouts of
+ * seconds. Jiffies make it cheapest: bpf_jiffies64 is one load, where
+ * bpf_ktime_get_coarse_ns was a tenth of an established packet's cost.
+ * jiffies advance by whole ticks of CLOCK_MONOTONIC (tick_do_update_jiffies64),
+ * so jiffies * tick_ns + tick_base is CLOCK_MONOTONIC as of the last tick,
+ * as the coarse clock is. User space finds both at load (pkg/maps/clock.go);
+ * tick_ns 0 means it could not, and the coarse clock serves. */
+const volatile __u64 tick_ns = 0;
+const volatile __u64 tick_base = 0;
+
 static __always_inline __u64 now_ns(void)
 {
 	__u64 n = now_override;
-	return n ? n : bpf_ktime_get_coarse_ns();
+	if (n)
+		return n;
+	if (tick_ns)
+		return bpf_jiffies64() * tick_ns + tick_base;
+	return bpf_ktime_get_coarse_ns();
 }
 
 /* gc's clock (syscall programs have no coarse clock): at most a tick ahead

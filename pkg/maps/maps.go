@@ -151,6 +151,7 @@ type (
 	NATVal     = xbpf.XlbNatVal
 	NATRealKey = xbpf.XlbNatRealKey
 	NATRealVal = xbpf.XlbNatRealVal
+	NATSlotVal = xbpf.XlbNatSlot
 	Stats      = xbpf.XlbStats
 	GCResult   = xbpf.XlbGcResult
 	LBLCKey    = xbpf.XlbLblcKey
@@ -187,15 +188,22 @@ type Set struct {
 	// (struct held_frag), for the daemon to send on.
 	Held  *ebpf.Map
 	Trees *Trees
-	// Routes controls the NAT route cache; RealRoutes is its table of
-	// routes towards NAT reals (struct rt_val by real id).
-	Routes     *Routes
-	RealRoutes *ebpf.Map
+	// Routes controls the NAT route cache; RealRoutes and ClientRoutes
+	// are its tables (struct rt_val by real id, and by client address).
+	Routes       *Routes
+	RealRoutes   *ebpf.Map
+	ClientRoutes *ebpf.Map
+	// NATSlots is nat_slots, which NATReals keeps; for tests.
+	NATSlots *ebpf.Map
 	// GC retires expired connections, templates and lblc entries (nil when
 	// opened read-only).
 	GC *GC
-	// Clock, when set, replaces bpf_ktime_get_ns; for tests.
+	// Clock, when set, replaces the packets' and gc's clocks; for tests.
 	Clock *ebpf.Variable
+	// PacketClock is the jiffy clock the program was loaded with;
+	// PacketClockErr says why there is none (the coarse clock serves).
+	PacketClock    JiffyClock
+	PacketClockErr error
 	// Rand, when set, replaces the two random draws of twos; for tests.
 	Rand *ebpf.Variable
 
@@ -313,6 +321,15 @@ func Load(pinDir string, o Options) (*Set, error) {
 	if err := sizeTables(spec, pinDir, o); err != nil {
 		return nil, err
 	}
+	pc, pcErr := FindJiffyClock()
+	if pcErr == nil {
+		if err := spec.Variables[xbpf.XlbVarTickNs].Set(pc.Tick); err != nil {
+			return nil, fmt.Errorf("load balancer spec: %w", err)
+		}
+		if err := spec.Variables[xbpf.XlbVarTickBase].Set(pc.Base); err != nil {
+			return nil, fmt.Errorf("load balancer spec: %w", err)
+		}
+	}
 	var opts ebpf.CollectionOptions
 	if pinDir != "" {
 		if err := EnsureBPFFS(pinDir); err != nil {
@@ -338,6 +355,7 @@ func Load(pinDir string, o Options) (*Set, error) {
 	s.RealLoad.clear = s.objs.ClearOverload
 	s.Trees.build = s.objs.Trees
 	s.Clock = s.objs.NowOverride
+	s.PacketClock, s.PacketClockErr = pc, pcErr
 	s.Rand = s.objs.RandOverride
 	return s, nil
 }
@@ -351,7 +369,7 @@ func (s *Set) wrap() {
 	s.RR = &RR{m.Rr}
 	s.Conns = &Conns{m.Conns}
 	s.NAT = &NAT{m.Nat}
-	s.NATReals = &NATReals{m: m.NatReals}
+	s.NATReals = &NATReals{m: m.NatReals, slots: m.NatSlots, haveSlots: map[uint32]NATSlotVal{}}
 	s.RealStats = &Stats64{m.RealStats}
 	s.SvcStats = &Stats64{m.SvcStats}
 	s.Verdicts = &Verdicts{m.Verdicts}
@@ -366,6 +384,8 @@ func (s *Set) wrap() {
 	s.Trees = &Trees{nodes: m.PickTree, pos: m.RealTree}
 	s.Routes = &Routes{m.RouteCtl}
 	s.RealRoutes = m.RealRt
+	s.ClientRoutes = m.ClientRt
+	s.NATSlots = m.NatSlots
 }
 
 // Close releases the file descriptors; pinned maps stay.

@@ -1,9 +1,12 @@
 package maps
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 
 	xbpf "github.com/xlbd/xlbd/bpf"
 
@@ -200,10 +203,56 @@ func (n *NAT) Lookup(k ConnKey) (NATVal, error) {
 }
 
 // NATReals is nat_reals: the NAT reals a reply finds its connection by,
-// without a reverse entry per flow.
+// without a reverse entry per flow; and nat_slots, its unshared entries
+// direct-mapped for the program to find in one load.
 type NATReals struct {
 	m    *ebpf.Map
 	have map[NATRealKey]NATRealVal // what m holds; nil until read
+	// slots is never pinned: each program starts with it empty.
+	slots     *ebpf.Map
+	haveSlots map[uint32]NATSlotVal
+}
+
+// natSlotBits is NAT_SLOT_BITS.
+const natSlotBits = 16
+
+// NATSlot is the nat_slots index of a real, computed as the program does
+// (nat_slot_of) on the raw network-order words of a NATRealKey.
+func NATSlot(k NATRealKey) uint32 {
+	return ((k.Ip ^ uint32(k.Port)) * 2654435761) >> (32 - natSlotBits)
+}
+
+// wantSlots is what nat_slots should hold for nat_reals' entries want:
+// each unshared real in its slot, the first in key order where two meet.
+func wantSlots(want map[NATRealKey]NATRealVal) map[uint32]NATSlotVal {
+	keys := make([]NATRealKey, 0, len(want))
+	for k, v := range want {
+		if v.Shared == 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b NATRealKey) int {
+		return cmp.Or(cmp.Compare(a.Ip, b.Ip), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
+	})
+	slots := make(map[uint32]NATSlotVal, len(keys))
+	for _, k := range keys {
+		i := NATSlot(k)
+		if _, taken := slots[i]; taken {
+			continue
+		}
+		slots[i] = NATSlotVal{Ip: k.Ip, Port: k.Port, Proto: k.Proto, Used: 1, RealId: want[k].RealId}
+	}
+	return slots
+}
+
+// Slots returns what nat_slots holds, by index, empty slots left out.
+func (n *NATReals) Slots() (map[uint32]NATSlotVal, error) {
+	all, err := allEntries[uint32, NATSlotVal](n.slots)
+	if err != nil {
+		return nil, err
+	}
+	maps.DeleteFunc(all, func(_ uint32, v NATSlotVal) bool { return v.Used == 0 })
+	return all, nil
 }
 
 // All returns what the table holds.
@@ -230,6 +279,19 @@ func (n *NATReals) Set(want map[NATRealKey]NATRealVal) error {
 	if _, err := n.Current(); err != nil {
 		return err
 	}
+	// Slots that change are emptied first and filled last: a real
+	// becoming shared is never found unshared in its slot once nat_reals
+	// says otherwise.
+	slots := wantSlots(want)
+	for i, v := range n.haveSlots {
+		if w, ok := slots[i]; ok && w == v {
+			continue
+		}
+		if err := n.slots.Put(i, NATSlotVal{}); err != nil {
+			return fmt.Errorf("write nat_slots: %w", err)
+		}
+		delete(n.haveSlots, i)
+	}
 	for k, v := range want {
 		if old, ok := n.have[k]; ok && old == v {
 			continue
@@ -247,6 +309,15 @@ func (n *NATReals) Set(want map[NATRealKey]NATRealVal) error {
 			return fmt.Errorf("remove from nat_reals: %w", err)
 		}
 		delete(n.have, k)
+	}
+	for i, v := range slots {
+		if _, ok := n.haveSlots[i]; ok {
+			continue
+		}
+		if err := n.slots.Put(i, v); err != nil {
+			return fmt.Errorf("write nat_slots: %w", err)
+		}
+		n.haveSlots[i] = v
 	}
 	return nil
 }

@@ -116,6 +116,9 @@ func New(o Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	if set.PacketClockErr != nil {
+		log.Warn("no jiffy clock: packets read the coarse clock, about 15 ns more each", "err", set.PacketClockErr)
+	}
 	tables, err := NewTables(set, res, log)
 	if err != nil {
 		set.Close()

@@ -175,3 +175,100 @@ func TestNATWithoutReverseEntries(t *testing.T) {
 	}
 	send("reply from a removed real", reply, l.b0, nil)
 }
+
+// nat_slots: a reply finds an unshared real in its slot, one load, where
+// Go put it (maps.NATSlot computes the program's index); a real whose slot
+// another holds is found through nat_reals; a slot naming the wrong real
+// never translates a reply as that real's.
+func TestNATSlots(t *testing.T) {
+	l := newLab(t)
+	prog := l.set.Program
+	key := func(ap netip.AddrPort) xmaps.NATRealKey {
+		return xmaps.NATRealKey{Ip: xmaps.Be32(ap.Addr()), Port: xmaps.Be16(ap.Port()), Proto: 6}
+	}
+	a := netip.AddrPortFrom(r1NAT, 8080)
+	// A real of another service, on another address, in a's slot.
+	var b netip.AddrPort
+	for o := byte(12); o <= 14 && !b.IsValid(); o++ {
+		for p := 1; p < 65536; p++ {
+			c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 50, 2, o}), uint16(p))
+			if xmaps.NATSlot(key(c)) == xmaps.NATSlot(key(a)) {
+				b = c
+				break
+			}
+		}
+	}
+	if !b.IsValid() {
+		t.Fatal("no real in the lab's range shares a slot with r1:8080")
+	}
+	l.apply(t, dataplane.State{Services: []dataplane.Service{
+		{VIP: vipNAT, Port: 80, Protocol: 6, Sched: "rr", Kind: dataplane.NAT,
+			Reals: []dataplane.Real{{Addr: a.Addr(), Port: a.Port(), Weight: 1}}},
+		{VIP: vipNAT, Port: 81, Protocol: 6, Sched: "rr", Kind: dataplane.NAT,
+			Reals: []dataplane.Real{{Addr: b.Addr(), Port: b.Port(), Weight: 1}}},
+	}})
+	var slots map[uint32]xmaps.NATSlotVal
+	var reals map[xmaps.NATRealKey]xmaps.NATRealVal
+	var err error
+	l.w.Do(func() {
+		if slots, err = l.set.NATReals.Slots(); err == nil {
+			reals, err = l.set.NATReals.All()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := xmaps.NATSlot(key(a))
+	held, ok := slots[idx]
+	if len(slots) != 1 || !ok || held.Used == 0 {
+		t.Fatalf("nat_slots %+v: want one real in slot %d", slots, idx)
+	}
+	holder, other := a, b
+	if held.Ip != key(a).Ip {
+		holder, other = b, a
+	}
+	if held.RealId != reals[key(holder)].RealId {
+		t.Fatalf("slot %d names real %d, nat_reals says %s is %d", idx, held.RealId, holder, reals[key(holder)].RealId)
+	}
+
+	// One flow each, from the same client port: a reply is told apart
+	// by its real alone.
+	vport := map[netip.AddrPort]uint16{a: 80, b: 81}
+	reply := func(r netip.AddrPort) (in, out pkt) {
+		in = pkt{srcMAC: realMAC(r.Addr()), dstMAC: macB0, src: r.Addr(), dst: addrClient, sport: r.Port(),
+			dport: 40000, proto: layers.IPProtocolTCP, ttl: 64, df: true, payload: []byte("hello, client")}
+		out = in
+		out.srcMAC, out.dstMAC, out.src, out.sport, out.ttl = macF0, macClient, vipNAT, vport[r], 63
+		return
+	}
+	for _, r := range []netip.AddrPort{holder, other} {
+		syn := fromClient(vipNAT, vport[r], layers.IPProtocolTCP)
+		fwd := syn
+		fwd.srcMAC, fwd.dstMAC, fwd.dst, fwd.dport, fwd.ttl = macB0, realMAC(r.Addr()), r.Addr(), r.Port(), 63
+		v, out := l.run(t, prog, syn.bytes(t), l.f0)
+		checkOutput(t, v, out, xdpRedirect, fwd.bytes(t), syn.bytes(t))
+		in, want := reply(r)
+		v, out = l.run(t, prog, in.bytes(t), l.b0)
+		checkOutput(t, v, out, xdpRedirect, want.bytes(t), in.bytes(t))
+	}
+
+	putSlot := func(v xmaps.NATSlotVal) {
+		t.Helper()
+		if err := l.set.NATSlots.Put(idx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The slot names the other real for the holder's address: the reply
+	// is checked against that real and passed, not sent as its.
+	wrong := held
+	wrong.RealId = reals[key(other)].RealId
+	putSlot(wrong)
+	in, want := reply(holder)
+	if v, _ := l.run(t, prog, in.bytes(t), l.b0); v != xdpPass {
+		t.Errorf("reply with its slot naming another real: verdict %d, want pass", v)
+	}
+	// An empty slot: nat_reals answers.
+	putSlot(xmaps.NATSlotVal{})
+	v, out := l.run(t, prog, in.bytes(t), l.b0)
+	checkOutput(t, v, out, xdpRedirect, want.bytes(t), in.bytes(t))
+}

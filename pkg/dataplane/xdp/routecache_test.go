@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	xbpf "github.com/xlbd/xlbd/bpf"
+	xmaps "github.com/xlbd/xlbd/pkg/maps"
 )
 
 // The NAT route cache: a packet of generation g reuses what
@@ -22,9 +23,11 @@ func TestNATRouteCache(t *testing.T) {
 	l := newLab(t)
 	l.apply(t, goldenState())
 	prog := l.set.Program
+	var gen uint32
 	bump := func(dstOnly bool) {
 		t.Helper()
-		if _, err := l.set.Routes.Bump(dstOnly); err != nil {
+		var err error
+		if gen, err = l.set.Routes.Bump(dstOnly); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -113,13 +116,85 @@ func TestNATRouteCache(t *testing.T) {
 	// The reply direction, cached by client address.
 	reply := pkt{srcMAC: realMAC(r1NAT), dstMAC: macB0, src: r1NAT, dst: addrClient, sport: 8080, dport: 40000,
 		proto: layers.IPProtocolTCP, ttl: 64, id: 0x4321, df: true, payload: []byte("hello, client")}
+	// The flow's real is the only one of its address and port, so its
+	// replies route back the way the client came: the connection's own
+	// entry keeps that route (rt_gen), and then client_rt is not read.
+	connRoute := func() uint32 {
+		t.Helper()
+		var v xmaps.ConnVal
+		var err error
+		l.w.Do(func() {
+			v, err = l.set.Conns.Lookup(xmaps.ConnKey{Src: xmaps.Be32(addrClient), Dst: xmaps.Be32(vipNAT),
+				Sport: xmaps.Be16(40000), Dport: xmaps.Be16(80), Proto: 6})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.RtGen
+	}
+	replyOut := reply
+	replyOut.srcMAC, replyOut.dstMAC, replyOut.src, replyOut.sport, replyOut.ttl = macF0, macClient, vipNAT, 80, 63
 	send("reply, cache empty", reply.bytes(t), l.b0, macClient)
-	send("reply, cached", reply.bytes(t), l.b0, macClient)
+	if g := connRoute(); g != gen {
+		t.Fatalf("reply routed the way the client came: connection keeps generation %d, want %d", g, gen)
+	}
+	// A stale client_rt entry shows which cache the next reply used.
+	var rt xbpf.XlbRtVal
+	if err := l.set.ClientRoutes.Lookup(xmaps.Be32(addrClient), &rt); err != nil {
+		t.Fatalf("client_rt: %v", err)
+	}
+	stale := rt
+	stale.Dmac = [6]byte{0x02, 0, 0, 0, 0xbe, 0xef}
+	if err := l.set.ClientRoutes.Put(xmaps.Be32(addrClient), stale); err != nil {
+		t.Fatal(err)
+	}
+	if out := send("reply, cached in its connection", reply.bytes(t), l.b0, macClient); string(out) != string(replyOut.bytes(t)) {
+		t.Errorf("reply through the connection's route: output is not the routed reply")
+	}
+	if err := l.set.ClientRoutes.Put(xmaps.Be32(addrClient), rt); err != nil {
+		t.Fatal(err)
+	}
 	clientMoved := net.HardwareAddr{0x02, 0, 0, 0, 0x77, 0x01}
 	setNeigh(l.f0, addrClient, clientMoved)
 	send("client moved, not yet bumped", reply.bytes(t), l.b0, macClient)
 	bump(true)
 	send("client moved, bumped", reply.bytes(t), l.b0, clientMoved)
+	// No longer the way the client came: the connection keeps no route.
+	if g := connRoute(); g == gen {
+		t.Errorf("connection keeps generation %d's route to %s, which its client's packets did not come from", g, clientMoved)
+	}
+	send("client moved, client_rt", reply.bytes(t), l.b0, clientMoved)
+
+	// Back, then behind a gateway on the same link.
+	setNeigh(l.f0, addrClient, macClient)
+	bump(true)
+	send("client back, bumped", reply.bytes(t), l.b0, macClient)
+	if g := connRoute(); g != gen {
+		t.Errorf("client back: connection keeps generation %d, want %d", g, gen)
+	}
+	cgw := netip.MustParseAddr("10.50.1.99")
+	cgwMAC := net.HardwareAddr{0x02, 0, 0, 0, 0x77, 0x99}
+	setNeigh(l.f0, cgw, cgwMAC)
+	l.w.Do(func() {
+		err = netlink.RouteAdd(&netlink.Route{LinkIndex: l.f0, Dst: &net.IPNet{IP: addrClient.AsSlice(), Mask: net.CIDRMask(32, 32)},
+			Gw: cgw.AsSlice()})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send("client behind a gateway, not yet bumped", reply.bytes(t), l.b0, macClient)
+	bump(true)
+	send("client behind a gateway, bumped", reply.bytes(t), l.b0, cgwMAC)
+	l.w.Do(func() {
+		err = netlink.RouteDel(&netlink.Route{LinkIndex: l.f0, Dst: &net.IPNet{IP: addrClient.AsSlice(), Mask: net.CIDRMask(32, 32)},
+			Gw: cgw.AsSlice()})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setNeigh(l.f0, addrClient, clientMoved)
+	bump(true)
+	send("client moved again", reply.bytes(t), l.b0, clientMoved)
 
 	// With policy rules the cache is off: every packet is routed afresh.
 	bump(false)
