@@ -6,54 +6,87 @@ import (
 	"time"
 )
 
-// fakeKernel is jiffies ticking over a simulated CLOCK_MONOTONIC: jiffy j
-// begins at j*tick + base, and a sample costs lat ns. late delays the
-// jiffies a sample sees (a tick handled late) during [from, to).
+// fakeKernel is jiffies ticking over a simulated CLOCK_MONOTONIC: they
+// start at INITIAL_JIFFIES at start ns and advance every tick; a sample
+// costs lat ns, and every preemptEvery-th takes preempt ns more. During
+// [lateFrom, lateTo) the jiffies a sample sees lag by late ns (a tick
+// handled late).
 type fakeKernel struct {
-	now, lat, tick, base uint64
-	late, from, to       uint64
-	frozen               bool
+	hz, tick, start        uint64
+	now, lat               uint64
+	preempt, preemptEvery  uint64
+	late, lateFrom, lateTo uint64
+	frozen                 bool
+	n                      uint64
 }
 
+func (k *fakeKernel) initial() uint64 { return 1<<32 - 300*k.hz }
+
+// base is the true one: CLOCK_MONOTONIC at the start of jiffy j is
+// j*tick + base.
+func (k *fakeKernel) base() uint64 { return k.start - k.initial()*k.tick }
+
 func (k *fakeKernel) sample() (uint64, uint64, error) {
+	k.n++
 	k.now += k.lat
+	if k.preemptEvery != 0 && k.n%k.preemptEvery == 0 {
+		k.now += k.preempt
+	}
 	t := k.now
-	if t >= k.from && t < k.to {
+	if t >= k.lateFrom && t < k.lateTo {
 		t -= k.late
 	}
-	j := (t - k.base) / k.tick
 	if k.frozen {
-		j = 7
+		return 7, k.now, nil
 	}
-	return j, k.now, nil
+	return k.initial() + (t-k.start)/k.tick, k.now, nil
 }
 
 func (k *fakeKernel) sleep(d time.Duration) { k.now += uint64(d) }
 
 func TestFindClock(t *testing.T) {
-	const base = 123_456_789
-	boot := uint64(61_402 * time.Second)
+	sec := uint64(time.Second)
+	at := func(hz, tick uint64, uptime uint64) fakeKernel {
+		return fakeKernel{hz: hz, tick: tick, start: 260_000_000, now: uptime, lat: 1500}
+	}
 	for _, c := range []struct {
-		name     string
-		k        fakeKernel
-		tick     uint64 // 0: an error
-		baseNear uint64 // the base found is within this of the true one
+		name  string
+		k     fakeKernel
+		tick  uint64 // 0: an error
+		slack uint64 // how late the base may be
 	}{
-		{name: "HZ 250", k: fakeKernel{now: boot, lat: 1500, tick: 4_000_000, base: base}, tick: 4_000_000, baseNear: 1500},
-		{name: "HZ 1000", k: fakeKernel{now: boot, lat: 1500, tick: 1_000_000, base: base}, tick: 1_000_000, baseNear: 1500},
-		{name: "HZ 300, TICK_NSEC rounded", k: fakeKernel{now: boot, lat: 800, tick: 3_333_333, base: base}, tick: 3_333_333, baseNear: 800},
-		{name: "HZ 1024 beside 1000", k: fakeKernel{now: boot, lat: 900, tick: 976_563, base: base}, tick: 976_563, baseNear: 900},
-		{name: "HZ 100, slow samples", k: fakeKernel{now: boot, lat: 20_000, tick: 10_000_000, base: base}, tick: 10_000_000, baseNear: 20_000},
-		{name: "no kernel's HZ", k: fakeKernel{now: boot, lat: 1000, tick: 7_000_000, base: base}},
-		{name: "jiffies frozen", k: fakeKernel{now: boot, lat: 1000, tick: 4_000_000, base: base, frozen: true}},
+		{name: "HZ 250, up 17 h", k: at(250, 4_000_000, 61_402*sec), tick: 4_000_000, slack: 1500},
+		{name: "HZ 1000, up 30 s", k: at(1000, 1_000_000, 30*sec), tick: 1_000_000, slack: 1500},
+		{name: "HZ 300, TICK_NSEC rounded", k: at(300, 3_333_333, 61_402*sec), tick: 3_333_333, slack: 1500},
+		{name: "HZ 1024 beside 1000", k: at(1024, 976_563, 3600*sec), tick: 976_563, slack: 1500},
+		{name: "HZ 100, up 100 s", k: at(100, 10_000_000, 100*sec), tick: 10_000_000, slack: 1500},
+		// Near the 300th second the start tells nothing: ticks are timed.
+		{name: "HZ 250 timed, up 305 s", k: at(250, 4_000_000, 305*sec), tick: 4_000_000, slack: 1500},
+		{name: "HZ 1000 timed, up 290 s", k: at(1000, 1_000_000, 290*sec), tick: 1_000_000, slack: 1500},
+		{name: "no kernel's HZ", k: at(143, 7_000_000, 305*sec)},
+		{name: "jiffies frozen", k: func() fakeKernel { k := at(250, 4_000_000, 61_402*sec); k.frozen = true; return k }()},
 		{
-			// The first try's second edge is seen 1.5 ms late: its rate
-			// still snaps to 250 but the bases disagree; the next try
-			// is clean.
-			name: "late edge retried",
-			k: fakeKernel{now: boot, lat: 1500, tick: 4_000_000, base: base, late: 1_500_000,
-				from: boot + uint64(21*time.Millisecond), to: boot + uint64(40*time.Millisecond)},
-			tick: 4_000_000, baseNear: 1500,
+			// Every 50th sample preempted for 100 µs, more than half the
+			// time: edges straddling
+			// one are not timed.
+			name: "preempted sampler",
+			k: func() fakeKernel {
+				k := at(250, 4_000_000, 305*sec)
+				k.preempt, k.preemptEvery = 100_000, 50
+				return k
+			}(),
+			tick: 4_000_000, slack: 1500,
+		},
+		{
+			// The first base edge is 1.5 ms late: the least of three
+			// bases is kept.
+			name: "a late tick",
+			k: func() fakeKernel {
+				k := at(250, 4_000_000, 61_402*sec)
+				k.late, k.lateFrom, k.lateTo = 1_500_000, k.now, k.now+uint64(5*time.Millisecond)
+				return k
+			}(),
+			tick: 4_000_000, slack: 1500,
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -71,10 +104,10 @@ func TestFindClock(t *testing.T) {
 			if got.Tick != c.tick {
 				t.Errorf("tick %d, want %d", got.Tick, c.tick)
 			}
-			// A clock that runs ahead of CLOCK_MONOTONIC by more than a
-			// sample, or behind it by more than a tick, is wrong.
-			if d := int64(got.Base - base); d < 0 || uint64(d) > c.baseNear {
-				t.Errorf("base %d off the true one by %d ns, want 0 to %d", got.Base, d, c.baseNear)
+			// Never ahead of CLOCK_MONOTONIC's tick, and late only by
+			// the sampling.
+			if d := int64(got.Base - k.base()); d < 0 || uint64(d) > c.slack {
+				t.Errorf("base off the true one by %d ns, want 0 to %d", d, c.slack)
 			}
 		})
 	}
