@@ -1,13 +1,13 @@
 package xdp
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
-	xmaps "github.com/xlbd/xlbd/pkg/maps"
 	"github.com/xlbd/xlbd/pkg/sched"
 )
 
@@ -41,14 +41,9 @@ func TestPacketClock(t *testing.T) {
 			t.Fatalf("datagram %d: verdict %d, want XDP_TX", i, v)
 		}
 		after := mono()
-		var cv xmaps.ConnVal
-		var err error
-		l.w.Do(func() {
-			cv, err = l.set.Conns.Lookup(xmaps.ConnKey{Src: xmaps.Be32(addrClient), Dst: xmaps.Be32(vipDR),
-				Sport: xmaps.Be16(40000), Dport: xmaps.Be16(53), Proto: 17})
-		})
-		if err != nil {
-			t.Fatalf("datagram %d: %v", i, err)
+		cv, ok := l.diffConn(netip.AddrPortFrom(addrClient, 40000), netip.AddrPortFrom(vipDR, 53), 17)
+		if !ok {
+			t.Fatalf("datagram %d: no connection entry", i)
 		}
 		at := cv.Expires - timeout
 		if at+tick+slack < before || at > after+slack {

@@ -59,14 +59,9 @@ func TestNATWithoutReverseEntries(t *testing.T) {
 	}
 	conn := func(sport uint16) xmaps.ConnVal {
 		t.Helper()
-		var v xmaps.ConnVal
-		var err error
-		l.w.Do(func() {
-			v, err = l.set.Conns.Lookup(xmaps.ConnKey{Src: xmaps.Be32(addrClient), Dst: xmaps.Be32(vipNAT),
-				Sport: xmaps.Be16(sport), Dport: xmaps.Be16(80), Proto: 6})
-		})
-		if err != nil {
-			t.Fatalf("connection from port %d: %v", sport, err)
+		v, ok := l.diffConn(netip.AddrPortFrom(addrClient, sport), netip.AddrPortFrom(vipNAT, 80), 6)
+		if !ok {
+			t.Fatalf("no connection from port %d", sport)
 		}
 		return v
 	}

@@ -121,14 +121,9 @@ func TestNATRouteCache(t *testing.T) {
 	// entry keeps that route (rt_gen), and then client_rt is not read.
 	connRoute := func() uint32 {
 		t.Helper()
-		var v xmaps.ConnVal
-		var err error
-		l.w.Do(func() {
-			v, err = l.set.Conns.Lookup(xmaps.ConnKey{Src: xmaps.Be32(addrClient), Dst: xmaps.Be32(vipNAT),
-				Sport: xmaps.Be16(40000), Dport: xmaps.Be16(80), Proto: 6})
-		})
-		if err != nil {
-			t.Fatal(err)
+		v, ok := l.diffConn(netip.AddrPortFrom(addrClient, 40000), netip.AddrPortFrom(vipNAT, 80), 6)
+		if !ok {
+			t.Fatal("no connection entry")
 		}
 		return v.RtGen
 	}
