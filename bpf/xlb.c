@@ -390,7 +390,7 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, __u16 mtu, __be32 sr
  * from its slot when that holds it. */
 static __always_inline struct nat_real_val *nat_real(struct scratch *s, __be32 ip, __be16 port, __u8 proto)
 {
-	__u32 i = nat_slot_of(ip, port);
+	__u32 i = nat_slot_of(ip, port, proto);
 	struct nat_slot *sl = bpf_map_lookup_elem(&nat_slots, &i);
 	if (sl && sl->used && sl->ip == ip && sl->port == port && sl->proto == proto) {
 		s->nr.real_id = sl->real_id;
@@ -501,11 +501,14 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 	__u32 gen = route_gen();
 	/* nv holds the connection's conn_l2 when r is set and it has one. */
 	int l2 = r && (cv->flags & CONN_F_L2);
-	if (l2 && gen && cv->rt_gen == gen) {
+	/* gen and MTU in one load: CPUs refreshing it after a bump never leave
+	 * one generation's MTU under another's. */
+	__u64 crt = *(volatile __u64 *)&cv->rt_gen;
+	if (l2 && gen && (__u32)crt == gen) {
 		/* Routed back the way the client came, in this generation: the
 		 * connection's own entry has the route, one lookup fewer. */
 		p->ifindex = nv->ifindex;
-		p->mtu_result = cv->rt_mtu;
+		p->mtu_result = crt >> 32;
 		__builtin_memcpy(p->dmac, nv->cmac, ETH_ALEN);
 		__builtin_memcpy(p->smac, nv->lbmac, ETH_ALEN);
 	} else {
@@ -524,15 +527,10 @@ static __noinline int nat_reply(struct xdp_md *ctx, __u32 tot, __u8 tcp_flags)
 			}
 		}
 		/* The usual case (a client, or its router, on the link its
-		 * packets came in by) is remembered in the connection. The MTU
-		 * first: a reader on another CPU that sees the generation sees
-		 * it too. */
+		 * packets came in by) is remembered in the connection. */
 		if (l2 && gen && rc == BPF_FIB_LKUP_RET_SUCCESS && p->ifindex == nv->ifindex &&
-		    mac_eq(p->dmac, nv->cmac) && mac_eq(p->smac, nv->lbmac)) {
-			cv->rt_mtu = p->mtu_result;
-			barrier();
-			cv->rt_gen = gen;
-		}
+		    mac_eq(p->dmac, nv->cmac) && mac_eq(p->smac, nv->lbmac))
+			*(volatile __u64 *)&cv->rt_gen = (__u64)gen | ((__u64)p->mtu_result << 32);
 	}
 	int f = FIT_OK;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
@@ -1219,6 +1217,7 @@ struct gc_result {
 	__u32 live;	/* connections left */
 	__u32 shed;	/* half-open connections shed under pressure */
 	__u32 frags;	/* fragment entries past the reassembly timeout */
+	__s64 skew;	/* the packets' jiffy clock less gc's (0: no jiffy clock) */
 };
 
 static long gc_frag_cb(struct bpf_map *map, struct frag_key *k, struct frag_val *v, struct gc_ctx *c)
@@ -1257,6 +1256,8 @@ int gc(struct gc_result *res)
 	res->nats = c.nats;
 	res->live = c.live;
 	res->shed = c.shed;
+	__u64 tick = tick_ns;
+	res->skew = tick && !now_override ? (__s64)(jiffy_ns(tick) - bpf_ktime_get_ns()) : 0;
 	return 0;
 }
 

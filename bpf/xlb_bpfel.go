@@ -113,6 +113,7 @@ type XlbGcResult struct {
 	Live      uint32
 	Shed      uint32
 	Frags     uint32
+	Skew      int64
 }
 
 type XlbHeldFrag struct {

@@ -216,7 +216,7 @@ struct conn_val {
 	/* CONN_F_L2: the route generation in which the client's replies were
 	 * routed back out l2_ifindex to cmac from lbmac (0: never), and that
 	 * route's MTU. A reply then needs no route lookup of its own. */
-	__u32 rt_gen;
+	__u32 rt_gen; /* with rt_mtu, one 8-byte word: read and written whole */
 	__u32 rt_mtu;
 };
 
@@ -253,6 +253,7 @@ struct nat_real_key {
 };
 
 _Static_assert(sizeof(struct conn_l2) <= sizeof(struct tmpl_key), "conn_l2 lives in conn_val.tk");
+_Static_assert(__builtin_offsetof(struct conn_val, rt_gen) % 8 == 0, "rt_gen and rt_mtu are one aligned word");
 
 struct nat_real_val {
 	__u32 real_id;
@@ -497,9 +498,9 @@ struct {
 } nat_slots SEC(".maps");
 
 /* The raw network-order words, as pkg/maps.NATSlot computes them. */
-static __always_inline __u32 nat_slot_of(__be32 ip, __be16 port)
+static __always_inline __u32 nat_slot_of(__be32 ip, __be16 port, __u8 proto)
 {
-	return ((ip ^ (__u32)port) * 2654435761u) >> (32 - NAT_SLOT_BITS);
+	return ((ip ^ (__u32)port ^ ((__u32)proto << 16)) * 2654435761u) >> (32 - NAT_SLOT_BITS);
 }
 
 /* One reverse entry per NAT connection whose real is shared, persistent or
@@ -676,18 +677,26 @@ volatile __u32 rand_override[2];
  * bpf_ktime_get_coarse_ns was a tenth of an established packet's cost.
  * jiffies advance by whole ticks of CLOCK_MONOTONIC (tick_do_update_jiffies64),
  * so jiffies * tick_ns + tick_base is CLOCK_MONOTONIC as of the last tick,
- * as the coarse clock is. User space finds both at load (pkg/maps/clock.go);
- * tick_ns 0 means it could not, and the coarse clock serves. */
-const volatile __u64 tick_ns = 0;
-const volatile __u64 tick_base = 0;
+ * as the coarse clock is. User space finds both at load (pkg/maps/clock.go)
+ * and checks them against gc's clock every run (gc_result.skew): tick_ns 0
+ * means it found none, or saw them drift, and the coarse clock serves.
+ * Not .rodata, so that it can be turned off in flight. */
+volatile __u64 tick_ns;
+volatile __u64 tick_base;
+
+static __always_inline __u64 jiffy_ns(__u64 tick)
+{
+	return bpf_jiffies64() * tick + tick_base;
+}
 
 static __always_inline __u64 now_ns(void)
 {
 	__u64 n = now_override;
 	if (n)
 		return n;
-	if (tick_ns)
-		return bpf_jiffies64() * tick_ns + tick_base;
+	__u64 tick = tick_ns;
+	if (tick)
+		return jiffy_ns(tick);
 	return bpf_ktime_get_coarse_ns();
 }
 

@@ -62,27 +62,47 @@ func findClock(sample clockSampler, sleep func(time.Duration)) (JiffyClock, erro
 }
 
 // hzFromBoot reads HZ off the jiffies themselves: jiffies_64 starts at
-// INITIAL_JIFFIES, (u32)(-300*HZ) (include/linux/jiffies.h), as
-// CLOCK_MONOTONIC starts, so at t ns it is about 2^32 + HZ*(t/1e9 - 300).
-// Not within 30 s of the 300th second, where both sides are near 0 and
-// the ticks counted before the clock started weigh too much.
+// INITIAL_JIFFIES, (u32)(-300*HZ) (include/linux/jiffies.h), when the tick
+// starts, a little after CLOCK_MONOTONIC does. For each CONFIG_HZ it works
+// out when that start was; only a value that puts it in the first
+// maxTickStart seconds fits, and unless exactly one does (close to the
+// 300th second neighbours such as 250 and 256 both can) it says so.
 func hzFromBoot(j, t uint64) (uint64, bool) {
-	secs := float64(t)/1e9 - 300
-	if math.Abs(secs) < 30 {
-		return 0, false
+	var found uint64
+	for _, f := range kernelHZ {
+		hz := uint64(f)
+		initial := uint64(1<<32 - 300*hz)
+		ticks := int64(j - initial)
+		if ticks < 0 {
+			continue
+		}
+		start := float64(t)/1e9 - float64(ticks)/f
+		if start < 0 || start > maxTickStart {
+			continue
+		}
+		if found != 0 {
+			return 0, false
+		}
+		found = hz
 	}
-	return snapHZ(float64(int64(j)-1<<32) / secs)
+	return found, found != 0
 }
 
-// ticksSpan is how long between the two tick edges hzFromTicks times: a
-// sample's few microseconds are then far below the 2.4 % that separate
-// the closest candidates (250 and 256, 1000 and 1024).
-const ticksSpan = 50 * time.Millisecond
+// maxTickStart bounds how long after CLOCK_MONOTONIC's zero the tick may
+// start, in seconds: early boot, before the clock events come up.
+const maxTickStart = 5.0
 
-// hzFromTicks times two clean edges ticksSpan apart; a late one (the
-// machine busy) shows as a rate no kernel has, and it tries again.
+// ticksSpan is how long between the two tick edges hzFromTicks times: a
+// tick handled a millisecond late is then 0.2 % of it, far below the 2.4 %
+// that separate the closest candidates (250 and 256, 1000 and 1024).
+const ticksSpan = 500 * time.Millisecond
+
+// hzFromTicks times clean edges ticksSpan apart, twice, and takes a value
+// only when both agree: one late edge shows as a disagreement, and it
+// tries again.
 func hzFromTicks(sample clockSampler, sleep func(time.Duration)) (uint64, error) {
 	var why error
+	var last uint64
 	for range 5 {
 		j1, t1, _, err := nextEdge(sample)
 		if err != nil {
@@ -95,12 +115,20 @@ func hzFromTicks(sample clockSampler, sleep func(time.Duration)) (uint64, error)
 		}
 		if j2 <= j1 || t2 <= t1 {
 			why = fmt.Errorf("clock went backwards: jiffies %d then %d", j1, j2)
+			last = 0
 			continue
 		}
-		if hz, ok := snapHZ(float64(j2-j1) * 1e9 / float64(t2-t1)); ok {
+		hz, ok := snapHZ(float64(j2-j1) * 1e9 / float64(t2-t1))
+		if !ok {
+			why = fmt.Errorf("%d jiffies in %d ns is no kernel's HZ", j2-j1, t2-t1)
+			last = 0
+			continue
+		}
+		if hz == last {
 			return hz, nil
 		}
-		why = fmt.Errorf("%d jiffies in %d ns is no kernel's HZ", j2-j1, t2-t1)
+		why = fmt.Errorf("timed HZ %d, then %d", last, hz)
+		last = hz
 	}
 	return 0, why
 }
@@ -151,7 +179,9 @@ var (
 )
 
 // FindJiffyClock finds the packets' clock once per process (three ticks,
-// about 12 ms at HZ 250): it holds for the whole boot.
+// about 12 ms at HZ 250; a second when it must time ticks): it holds for
+// the whole boot, as long as jiffies follow CLOCK_MONOTONIC, which
+// Set.CheckClock watches.
 func FindJiffyClock() (JiffyClock, error) {
 	clockOnce.Do(func() {
 		var objs xbpf.ClockObjects
@@ -167,4 +197,27 @@ func FindJiffyClock() (JiffyClock, error) {
 		clockFound, clockErr = findClock(sample, time.Sleep)
 	})
 	return clockFound, clockErr
+}
+
+// skewTicks is how far, in ticks, the packets' clock may stray from gc's
+// before it is turned off. It reads the last tick, so it is normally up to
+// one behind; a clock that drifts (a wrong HZ, a periodic tick losing
+// interrupts) soon goes further.
+const skewTicks = 4
+
+// CheckClock looks at the skew one gc run measured between the packets'
+// clock and CLOCK_MONOTONIC, and turns the jiffy clock off for the coarse
+// one when it is out of bounds. It returns the error it turned it off for,
+// once; PacketClockErr keeps it.
+func (s *Set) CheckClock(skew int64) error {
+	tick := int64(s.PacketClock.Tick)
+	if tick == 0 || s.PacketClockErr != nil || (skew > -skewTicks*tick && skew < skewTicks*tick) {
+		return nil
+	}
+	err := fmt.Errorf("jiffies drift from CLOCK_MONOTONIC: %d ns after %d ns ticks", skew, tick)
+	if serr := s.TickNs.Set(uint64(0)); serr != nil {
+		return fmt.Errorf("%w; turning the jiffy clock off: %v", err, serr)
+	}
+	s.PacketClockErr = err
+	return err
 }

@@ -46,9 +46,10 @@ func (k *fakeKernel) sleep(d time.Duration) { k.now += uint64(d) }
 
 func TestFindClock(t *testing.T) {
 	sec := uint64(time.Second)
-	at := func(hz, tick uint64, uptime uint64) fakeKernel {
-		return fakeKernel{hz: hz, tick: tick, start: 260_000_000, now: uptime, lat: 1500}
+	from := func(hz, tick, start, uptime uint64) fakeKernel {
+		return fakeKernel{hz: hz, tick: tick, start: start, now: uptime, lat: 1500}
 	}
+	at := func(hz, tick, uptime uint64) fakeKernel { return from(hz, tick, 260_000_000, uptime) }
 	for _, c := range []struct {
 		name  string
 		k     fakeKernel
@@ -63,6 +64,25 @@ func TestFindClock(t *testing.T) {
 		// Near the 300th second the start tells nothing: ticks are timed.
 		{name: "HZ 250 timed, up 305 s", k: at(250, 4_000_000, 305*sec), tick: 4_000_000, slack: 1500},
 		{name: "HZ 1000 timed, up 290 s", k: at(1000, 1_000_000, 290*sec), tick: 1_000_000, slack: 1500},
+		// The tick starting later after CLOCK_MONOTONIC's zero: the
+		// neighbouring HZ (256, 1024) must not be taken.
+		{name: "HZ 250, tick from 0.6 s, up 265 s", k: from(250, 4_000_000, 600_000_000, 265*sec), tick: 4_000_000, slack: 1500},
+		{name: "HZ 250, tick from 3 s, up 200 s", k: from(250, 4_000_000, 3*sec, 200*sec), tick: 4_000_000, slack: 1500},
+		{name: "HZ 1000, tick from 0.7 s, up 265 s", k: from(1000, 1_000_000, 700_000_000, 265*sec), tick: 1_000_000, slack: 1500},
+		{name: "HZ 256, tick from 0.6 s, up 265 s", k: from(256, 3_906_250, 600_000_000, 265*sec), tick: 3_906_250, slack: 1500},
+		// 250 and 256 both fit a start after boot: timed.
+		{name: "HZ 250, up 330 s, timed", k: from(250, 4_000_000, 600_000_000, 330*sec), tick: 4_000_000, slack: 1500},
+		{
+			// A timed edge 10 ms late: that measurement disagrees with
+			// the next, and two more agree.
+			name: "HZ 250 timed, a late edge",
+			k: func() fakeKernel {
+				k := at(250, 4_000_000, 305*sec)
+				k.late, k.lateFrom, k.lateTo = 10_000_000, k.now+uint64(400*time.Millisecond), k.now+uint64(520*time.Millisecond)
+				return k
+			}(),
+			tick: 4_000_000, slack: 1500,
+		},
 		{name: "no kernel's HZ", k: at(143, 7_000_000, 305*sec)},
 		{name: "jiffies frozen", k: func() fakeKernel { k := at(250, 4_000_000, 61_402*sec); k.frozen = true; return k }()},
 		{

@@ -204,6 +204,9 @@ type Set struct {
 	// PacketClockErr says why there is none (the coarse clock serves).
 	PacketClock    JiffyClock
 	PacketClockErr error
+	// TickNs and TickBase are the program's copies (tick_ns, tick_base);
+	// CheckClock turns the jiffy clock off through TickNs.
+	TickNs, TickBase *ebpf.Variable
 	// Rand, when set, replaces the two random draws of twos; for tests.
 	Rand *ebpf.Variable
 
@@ -356,6 +359,7 @@ func Load(pinDir string, o Options) (*Set, error) {
 	s.Trees.build = s.objs.Trees
 	s.Clock = s.objs.NowOverride
 	s.PacketClock, s.PacketClockErr = pc, pcErr
+	s.TickNs, s.TickBase = s.objs.TickNs, s.objs.TickBase
 	s.Rand = s.objs.RandOverride
 	return s, nil
 }

@@ -219,7 +219,7 @@ const natSlotBits = 16
 // NATSlot is the nat_slots index of a real, computed as the program does
 // (nat_slot_of) on the raw network-order words of a NATRealKey.
 func NATSlot(k NATRealKey) uint32 {
-	return ((k.Ip ^ uint32(k.Port)) * 2654435761) >> (32 - natSlotBits)
+	return ((k.Ip ^ uint32(k.Port) ^ uint32(k.Proto)<<16) * 2654435761) >> (32 - natSlotBits)
 }
 
 // wantSlots is what nat_slots should hold for nat_reals' entries want:
@@ -606,4 +606,12 @@ func (r *Routes) Bump(dstOnly bool) (uint32, error) {
 }
 
 // Off turns the cache off: every NAT packet is routed by bpf_fib_lookup.
-func (r *Routes) Off() error { return r.m.Put(uint32(0), xbpf.XlbRtCtl{}) }
+// The generation stays, so that the next Bump moves past every route
+// cached so far, those kept in connections included.
+func (r *Routes) Off() error {
+	gen, _, err := r.Get()
+	if err != nil {
+		return err
+	}
+	return r.m.Put(uint32(0), xbpf.XlbRtCtl{Gen: gen})
+}

@@ -191,6 +191,9 @@ func (b *Backend) gcLoop(period time.Duration) {
 				b.log.Warn("expiring connections", "err", err)
 				continue
 			}
+			if err := b.Set.CheckClock(res.Skew); err != nil {
+				b.log.Warn("packets' jiffy clock turned off: they read the coarse clock from now on", "err", err)
+			}
 			if res.Conns+res.Templates+res.Lblcs > 0 {
 				b.log.Debug("expired", "connections", res.Conns, "templates", res.Templates, "nat", res.Nats, "lblc", res.Lblcs)
 			}

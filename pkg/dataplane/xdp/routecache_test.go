@@ -143,6 +143,9 @@ func TestNATRouteCache(t *testing.T) {
 	if err := l.set.ClientRoutes.Put(xmaps.Be32(addrClient), stale); err != nil {
 		t.Fatal(err)
 	}
+	// A packet the other way in between: the route the reply then sends
+	// by is not what the last lookup left behind.
+	send("ACK between replies", ack.bytes(t), l.f0, gwMAC)
 	if out := send("reply, cached in its connection", reply.bytes(t), l.b0, macClient); string(out) != string(replyOut.bytes(t)) {
 		t.Errorf("reply through the connection's route: output is not the routed reply")
 	}
